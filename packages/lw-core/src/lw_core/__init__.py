@@ -1,0 +1,72 @@
+"""lw-core: the schemas, word count, JSONL I/O and chat client shared by every lw package."""
+
+from lw_core.client import (
+    Capabilities,
+    ChatClient,
+    Completion,
+    OpenAIChatClient,
+    SyncChatClient,
+    json_schema_format,
+    run_sync,
+)
+from lw_core.errors import ClientError, LWError, RecordError
+from lw_core.jsonl import JsonlWriter, atomic_write, read_jsonl, write_jsonl
+from lw_core.paths import cache_dir, lw_home
+from lw_core.schemas import (
+    DIMENSIONS,
+    BenchItem,
+    BenchReport,
+    ChatMessage,
+    Document,
+    Instruction,
+    Judgment,
+    Plan,
+    PlanStep,
+    Prediction,
+    PreferencePair,
+    ScoreGroup,
+    Section,
+    SFTRecord,
+    Usage,
+    stable_id,
+)
+from lw_core.text import count_words, count_words_batch, detect_language
+
+__version__ = "0.1.0"
+__all__ = [
+    "DIMENSIONS",
+    "BenchItem",
+    "BenchReport",
+    "Capabilities",
+    "ChatClient",
+    "ChatMessage",
+    "ClientError",
+    "Completion",
+    "Document",
+    "Instruction",
+    "Judgment",
+    "JsonlWriter",
+    "LWError",
+    "OpenAIChatClient",
+    "Plan",
+    "PlanStep",
+    "Prediction",
+    "PreferencePair",
+    "RecordError",
+    "SFTRecord",
+    "ScoreGroup",
+    "Section",
+    "SyncChatClient",
+    "Usage",
+    "atomic_write",
+    "cache_dir",
+    "count_words",
+    "count_words_batch",
+    "detect_language",
+    "json_schema_format",
+    "lw_home",
+    "read_jsonl",
+    "run_sync",
+    "stable_id",
+    "write_jsonl",
+]

@@ -1,0 +1,20 @@
+"""One error hierarchy for every lw package, so callers can catch ``LWError`` once."""
+
+from __future__ import annotations
+
+
+class LWError(Exception):
+    """Base of every error lw raises on purpose: the message says what, where and what to do."""
+
+
+class RecordError(LWError):
+    """A record in a file is malformed; the message names ``file:line`` and the field."""
+
+    def __init__(self, path: str, line: int, field: str | None, message: str) -> None:
+        self.path, self.line, self.field = path, line, field
+        where = f"{path}:{line}" + (f": field '{field}'" if field else "")
+        super().__init__(f"{where}: {message}")
+
+
+class ClientError(LWError):
+    """An LLM call failed for good (after retries), or the request itself was invalid."""

@@ -1,0 +1,4 @@
+"""lw-serve, part of the lw LongWriter toolkit."""
+
+__version__ = "0.1.0"
+__all__: list[str] = []
