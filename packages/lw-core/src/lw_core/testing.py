@@ -34,6 +34,7 @@ class Fault(str, Enum):
     SLOW = "slow"  # waits ``slow_s`` then answers normally
     MALFORMED = "malformed"  # 200 with a body that is not JSON
     TRUNCATED = "truncated"  # a stream (or body) that stops halfway, no [DONE]
+    BAD_REQUEST = "bad_request"  # 400 "context length exceeded": not worth a retry
     NONE = "none"  # answer normally
 
 
@@ -148,6 +149,9 @@ class ScriptedServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 request = json.loads(self.rfile.read(length) or b"{}")
+                if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+                    self._send(404, b'{"error": {"message": "not found"}}')
+                    return
                 fault = server._next_fault()
                 with server._lock:
                     server.calls.append(request)
@@ -155,6 +159,9 @@ class ScriptedServer:
                 if fault is Fault.RATE_LIMIT:
                     self._send(429, b'{"error": {"message": "rate limited"}}',
                                {"Retry-After": str(server.retry_after_s)})
+                    return
+                if fault is Fault.BAD_REQUEST:
+                    self._send(400, b'{"error": {"message": "maximum context length exceeded"}}')
                     return
                 if fault is Fault.UNAVAILABLE:
                     self._send(503, b'{"error": {"message": "overloaded"}}')
