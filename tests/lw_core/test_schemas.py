@@ -32,13 +32,26 @@ def test_language_is_detected_when_missing() -> None:
     "record",
     [
         Instruction(prompt="Write 300 words", length=300, type="essay", meta={"src": "x"}),
-        Plan(instruction_id="i", steps=[PlanStep(index=1, main_point="intro", word_count=200),
-                                        PlanStep(index=2, main_point="body", word_count=None)]),
-        Document(id="i", instruction=Instruction(prompt="p"), text="Hello world", status="truncated",
-                 usage=Usage(prompt_tokens=3, completion_tokens=2, cached_tokens=1, calls=1)),
+        Plan(
+            instruction_id="i",
+            steps=[
+                PlanStep(index=1, main_point="intro", word_count=200),
+                PlanStep(index=2, main_point="body", word_count=None),
+            ],
+        ),
+        Document(
+            id="i",
+            instruction=Instruction(prompt="p"),
+            text="Hello world",
+            status="truncated",
+            usage=Usage(prompt_tokens=3, completion_tokens=2, cached_tokens=1, calls=1),
+        ),
         SFTRecord(messages=[ChatMessage(role="user", content="hi"), ChatMessage(role="assistant", content="yo")]),
-        PreferencePair(prompt=[ChatMessage(role="user", content="q")], chosen=[ChatMessage(role="assistant", content="a")],
-                       rejected=[ChatMessage(role="assistant", content="b")]),
+        PreferencePair(
+            prompt=[ChatMessage(role="user", content="q")],
+            chosen=[ChatMessage(role="assistant", content="a")],
+            rejected=[ChatMessage(role="assistant", content="b")],
+        ),
         Prediction(id="x", prompt="p", response="one two 三", length=10),
         Judgment(id="x", scores={"Relevance": 4}, analysis="fine"),
     ],

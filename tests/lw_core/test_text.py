@@ -12,8 +12,30 @@ def reference(text: str) -> int:
 # Mix the alphabets where the definition has edges: ASCII letters/digits, underscores, CJK, accented letters,
 # combining marks, other scripts and punctuation.
 _ALPHABET = st.sampled_from(
-    list("abcXYZ019_ -'.,!?\n\t") + ["中", "文", "字", "\u4e00", "\u9fff", "\u9fa5", "\u3400", "é", "ß", "\u0301",
-     "ア", "한", "Ω", "٣", "²", "\u200b", "\ufeff", "😀", "—", "，", "。"]
+    [
+        *list("abcXYZ019_ -'.,!?\n\t"),
+        "中",
+        "文",
+        "字",
+        "一",
+        "鿿",
+        "龥",
+        "㐀",
+        "é",
+        "ß",
+        "́",
+        "ア",
+        "한",
+        "Ω",
+        "٣",
+        "²",
+        "\u200b",
+        "\ufeff",
+        "😀",
+        "—",
+        "，",
+        "。",
+    ]
 )
 
 

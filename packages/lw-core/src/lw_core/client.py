@@ -179,8 +179,14 @@ class OpenAIChatClient:
                 if stream:
                     return await self._stream(params, on_text)
                 return await self._once(params)
-            except (TransientResponseError, openai.APIResponseValidationError, json.JSONDecodeError,
-                    openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as exc:
+            except (
+                TransientResponseError,
+                openai.APIResponseValidationError,
+                json.JSONDecodeError,
+                openai.APIConnectionError,
+                openai.InternalServerError,
+                openai.RateLimitError,
+            ) as exc:
                 if attempt == self.retries:
                     raise ClientError(
                         f"{self.base_url} (model {self.model!r}): request failed after "

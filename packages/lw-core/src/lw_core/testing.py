@@ -21,12 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
-class Fault(str, Enum):
+class Fault(StrEnum):
     """What the server does instead of (or before) answering normally."""
 
     RATE_LIMIT = "rate_limit"  # 429 with Retry-After
@@ -157,8 +157,9 @@ class ScriptedServer:
                     server.calls.append(request)
                     server.faults.append(fault)
                 if fault is Fault.RATE_LIMIT:
-                    self._send(429, b'{"error": {"message": "rate limited"}}',
-                               {"Retry-After": str(server.retry_after_s)})
+                    self._send(
+                        429, b'{"error": {"message": "rate limited"}}', {"Retry-After": str(server.retry_after_s)}
+                    )
                     return
                 if fault is Fault.BAD_REQUEST:
                     self._send(400, b'{"error": {"message": "maximum context length exceeded"}}')
@@ -180,12 +181,13 @@ class ScriptedServer:
                 text = reply.text
                 if max_tokens is not None and len(words) > max_tokens:
                     text, finish = " ".join(words[:max_tokens]), "length"
-                usage = {
-                    "prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in request.get("messages", [])),
+                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.get("messages", []))
+                usage: dict[str, Any] = {
+                    "prompt_tokens": prompt_tokens,
                     "completion_tokens": len(text.split()),
+                    "total_tokens": prompt_tokens + len(text.split()),
                     "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
                 }
-                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 if request.get("stream"):
                     self._stream(text, finish, usage, truncated=fault is Fault.TRUNCATED)
                     return
@@ -194,8 +196,9 @@ class ScriptedServer:
                     "object": "chat.completion",
                     "created": int(time.time()),
                     "model": request.get("model", server.model),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": finish}],
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+                    ],
                     "usage": usage,
                 }
                 data = json.dumps(body).encode()
@@ -232,8 +235,13 @@ class ScriptedServer:
                 self.wfile.flush()
 
             def _event(self, payload: dict[str, Any]) -> None:
-                payload = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 0,
-                           "model": server.model, **payload}
+                payload = {
+                    "id": "chatcmpl-scripted",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": server.model,
+                    **payload,
+                }
                 self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
 
         return Handler
