@@ -1,10 +1,186 @@
-"""The `lw-serve` command line."""
+"""The ``lw-serve`` command line: ``up`` (serve until Ctrl-C), ``models`` (list/resolve), ``bench``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from lw_core import LWError
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(name="lw-serve", no_args_is_help=True, help="lw-serve: part of the lw LongWriter toolkit.")
+from lw_serve.backends import BACKENDS, Backend, LlamaCppBackend, SGLangBackend, TransformersBackend
+from lw_serve.models import EMBEDDED_MODEL, known_models, resolve_model
+
+app = typer.Typer(
+    name="lw-serve",
+    no_args_is_help=True,
+    help="Serve models for lw: the embedded SmolLM2 on CPU (llama.cpp, transformers serve) or SGLang on GPUs.",
+)
+console = Console()
+err = Console(stderr=True)
 
 
-@app.callback()
-def main() -> None:
-    """lw-serve commands."""
+def _fail(exc: LWError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+    return typer.Exit(1)
+
+
+def _backend(
+    name: str | None,
+    *,
+    threads: int | None,
+    ctx_size: int | None,
+    parallel: int | None,
+    continuous_batching: bool,
+    replicas: int,
+    tp_size: int,
+    api_key: str | None,
+) -> Backend | None:
+    if name is None:
+        return None
+    if name == "llamacpp":
+        options = {"threads": threads, "api_key": api_key}
+        options |= {"ctx_size": ctx_size} if ctx_size else {}
+        options |= {"parallel": parallel} if parallel else {}
+        return LlamaCppBackend(**options)  # type: ignore[arg-type]
+    if name == "transformers":
+        return TransformersBackend(continuous_batching=continuous_batching)
+    if name == "sglang":
+        options = {"replicas": replicas, "tp_size": tp_size, "api_key": api_key}
+        options |= {"context_length": ctx_size} if ctx_size else {}
+        return SGLangBackend(**options)  # type: ignore[arg-type]
+    raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint="--backend")
+
+
+BackendOpt = Annotated[
+    str | None, typer.Option("--backend", "-b", help=f"{' | '.join(BACKENDS)}; default: best one installed")
+]
+
+
+@app.command()
+def up(
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered name, .gguf file, HF folder or hub id")] = (
+        EMBEDDED_MODEL
+    ),
+    backend: BackendOpt = None,
+    name: Annotated[str | None, typer.Option(help="Served model name (what clients send as model)")] = None,
+    host: Annotated[str, typer.Option(help="Listen address; 127.0.0.1 unless you mean to expose it")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Port; default: a free one")] = None,
+    threads: Annotated[int | None, typer.Option(help="llamacpp: CPU threads (default: all usable cores)")] = None,
+    ctx_size: Annotated[int | None, typer.Option(help="Context length (llamacpp: shared by all slots)")] = None,
+    parallel: Annotated[int | None, typer.Option(help="llamacpp: parallel slots")] = None,
+    continuous_batching: Annotated[bool, typer.Option(help="transformers: continuous batching")] = True,
+    replicas: Annotated[int, typer.Option(help="sglang: replicas behind the SGLang router")] = 1,
+    tp_size: Annotated[int, typer.Option(help="sglang: tensor-parallel size per replica")] = 1,
+    api_key: Annotated[str | None, typer.Option(envvar="LW_SERVE_API_KEY", help="Require this API key")] = None,
+    log_file: Annotated[Path | None, typer.Option(help="Keep the server log here")] = None,
+    startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for health")] = 300.0,
+) -> None:
+    """Start a server and block until Ctrl-C (or SIGTERM); prints the base URL and model name."""
+    from lw_serve.server import Server
+
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        chosen = _backend(backend, threads=threads, ctx_size=ctx_size, parallel=parallel,
+                          continuous_batching=continuous_batching, replicas=replicas, tp_size=tp_size,
+                          api_key=api_key)  # fmt: skip
+        server = Server(model, chosen, name=name, host=host, port=port, startup_timeout=startup_timeout,
+                        log_path=log_file)  # fmt: skip
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            with console.status(f"starting {server.backend.name} for {server.model_name} ..."):
+                server.start()
+            with server:
+                console.print(f"base_url: {server.base_url}", highlight=False)
+                console.print(f"model:    {server.model_name}", highlight=False)
+                console.print(f"backend:  {server.backend.name} {server.capabilities}", highlight=False)
+                console.print("Ctrl-C to stop", style="dim")
+                try:
+                    while not stop.wait(0.5):
+                        if not server.running:
+                            raise _fail(LWError(f"the server exited unexpectedly; log tail:\n{server.log_tail()}"))
+                except KeyboardInterrupt:
+                    pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    except LWError as exc:
+        raise _fail(exc) from None
+    console.print("stopped")
+
+
+@app.command()
+def models(
+    ref: Annotated[str | None, typer.Argument(help="Resolve this name, .gguf file, folder or hub id")] = None,
+    hf: Annotated[bool, typer.Option("--hf", help="Print the HF folder, converting a GGUF once if needed")] = False,
+) -> None:
+    """List the registered models, or resolve one (``--hf``: the HF folder training and transformers load)."""
+    try:
+        if ref is None:
+            table = Table("name", "what", "GGUF")
+            for known, what in known_models().items():
+                resolved = resolve_model(known)
+                table.add_row(known, what, str(resolved.gguf))
+            console.print(table)
+            return
+        resolved = resolve_model(ref)
+        if hf:
+            console.print(resolved.hf_folder(), highlight=False, soft_wrap=True)
+            return
+        console.print_json(json.dumps({"name": resolved.name, "gguf": str(resolved.gguf) if resolved.gguf else None,
+                                       "hf": resolved.hf}))  # fmt: skip
+    except LWError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Option("--model", "-m")] = EMBEDDED_MODEL,
+    backend: Annotated[list[str], typer.Option("--backend", "-b", help="Repeat to compare backends")] = [  # noqa: B006
+        "llamacpp"
+    ],
+    streams: Annotated[str, typer.Option(help="Comma-separated concurrent stream counts")] = "1,4,8",
+    max_tokens: Annotated[int, typer.Option(help="Tokens per request")] = 64,
+    baseline: Annotated[bool, typer.Option(help="Also time in-process model.generate")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here as JSON")] = None,
+) -> None:
+    """Tokens/s at N concurrent streams per backend (``transformers-cb`` = continuous batching)."""
+    from lw_serve.bench import measure_client, measure_generate
+    from lw_serve.server import Server
+
+    counts = [int(s) for s in streams.split(",") if s.strip()]
+    results = []
+    try:
+        resolved = resolve_model(model)
+        for label in backend:
+            chosen: Backend = (
+                TransformersBackend(continuous_batching=True) if label == "transformers-cb"
+                else _backend(label, threads=None, ctx_size=None, parallel=max(counts), continuous_batching=False,
+                              replicas=1, tp_size=1, api_key=None)  # type: ignore[assignment]
+            )  # fmt: skip
+            with console.status(f"{label}: starting"), Server(resolved, chosen) as server:
+                for n in counts:
+                    results.append(asyncio.run(measure_client(server.client, label, n, max_tokens)))
+                    console.print(_row(results[-1]), highlight=False)
+        if baseline:
+            for r in measure_generate(resolved.hf_folder(), counts, max_tokens):
+                results.append(r)
+                console.print(_row(r), highlight=False)
+    except LWError as exc:
+        raise _fail(exc) from None
+    if json_out:
+        json_out.write_text(json.dumps([r.as_dict() for r in results], indent=2))
+
+
+def _row(r: object) -> str:
+    from lw_serve.bench import Throughput
+
+    assert isinstance(r, Throughput)
+    return f"{r.label:<24} streams={r.streams:<2} aggregate={r.aggregate:7.1f} tok/s  per-stream={r.per_stream:6.1f}"
