@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from lw_core import LWError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lw_serve.backends import BACKENDS, Backend, LlamaCppBackend, SGLangBackend, TransformersBackend
@@ -28,7 +29,7 @@ err = Console(stderr=True)
 
 
 def _fail(exc: LWError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -184,3 +185,7 @@ def _row(r: object) -> str:
 
     assert isinstance(r, Throughput)
     return f"{r.label:<24} streams={r.streams:<2} aggregate={r.aggregate:7.1f} tok/s  per-stream={r.per_stream:6.1f}"
+
+
+if __name__ == "__main__":
+    app()
