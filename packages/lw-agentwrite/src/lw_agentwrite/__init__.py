@@ -1,6 +1,19 @@
 """lw-agentwrite: AgentWrite plan-then-write generation, embeddable, resumable and run at scale."""
 
+from lw_agentwrite.agent import AgentWrite, PlanError
+from lw_agentwrite.batch import BatchStats, read_plans, run_batch
 from lw_agentwrite.parse import PlanParseError, parse_plan
+from lw_agentwrite.prompts import PromptError, Prompts
 
 __version__ = "0.1.0"
-__all__ = ["PlanParseError", "parse_plan"]
+__all__ = [
+    "AgentWrite",
+    "BatchStats",
+    "PlanError",
+    "PlanParseError",
+    "PromptError",
+    "Prompts",
+    "parse_plan",
+    "read_plans",
+    "run_batch",
+]

@@ -1,0 +1,58 @@
+"""A scripted "model" that plans and writes like a well-behaved LLM, served over real HTTP by ScriptedServer.
+
+Instructions name a topic (``TOPIC-7``); plans have three 100-word paragraphs whose main points
+are ``T7 point k``; a write request is answered with exactly the words its prompt asks for. So
+every request can be traced back to its (topic, step), which the resume tests count.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from lw_core import Instruction
+
+STEP_WORDS = 100
+STEPS = 3
+
+
+def request_key(request: dict[str, Any]) -> tuple[int, int]:
+    """(topic, step) of a request: step 0 is the plan."""
+    text = request["messages"][0]["content"]
+    topic = int(re.search(r"TOPIC-(\d+)", text).group(1))
+    if _is_plan(request):
+        return topic, 0
+    return topic, int(re.findall(r"T\d+ point (\d+)", text)[-1])
+
+
+def _is_plan(request: dict[str, Any]) -> bool:
+    text = request["messages"][0]["content"]
+    return "planning assistant" in text or "规划助手" in text
+
+
+def writer_reply(request: dict[str, Any]) -> str:
+    topic, step = request_key(request)
+    if _is_plan(request):
+        if request.get("response_format"):
+            steps = [{"main_point": f"T{topic} point {k}", "word_count": STEP_WORDS} for k in range(1, STEPS + 1)]
+            return json.dumps({"steps": steps})
+        return "\n".join(
+            f"Paragraph {k} - Main Point: T{topic} point {k} - Word Count: {STEP_WORDS} words"
+            for k in range(1, STEPS + 1)
+        )
+    words = int(re.findall(r"about (\d+) words", request["messages"][-1]["content"])[-1])
+    return " ".join(["lorem"] * words)
+
+
+def instructions(n: int) -> list[Instruction]:
+    return [Instruction(prompt=f"Write an essay on TOPIC-{i}.", length=STEPS * STEP_WORDS) for i in range(n)]
+
+
+@pytest.fixture
+def scripted() -> SimpleNamespace:
+    """The scripted writer's pieces: ``reply`` for ScriptedServer, ``key`` of a request, ``instructions(n)``."""
+    return SimpleNamespace(reply=writer_reply, key=request_key, instructions=instructions, step_words=STEP_WORDS,
+                           steps=STEPS)  # fmt: skip

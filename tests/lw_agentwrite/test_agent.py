@@ -1,0 +1,177 @@
+"""AgentWrite against real HTTP (lw_core's ScriptedServer): plan, write, budgets, re-asks, truncation, prompts."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from lw_agentwrite import AgentWrite, PlanError, PromptError, Prompts
+from lw_core import Capabilities, Instruction, OpenAIChatClient
+from lw_core.testing import Reply, ScriptedServer
+
+
+def client_for(server: ScriptedServer, **kwargs) -> OpenAIChatClient:
+    return OpenAIChatClient(base_url=server.base_url, model="scripted", backoff_s=0.01, max_retries=3, **kwargs)
+
+
+async def test_run_plans_then_writes_every_section_in_order(scripted) -> None:
+    with ScriptedServer(scripted.reply) as server:
+        document = await AgentWrite(client_for(server)).run(scripted.instructions(1)[0])
+    assert document.status == "done", document.error
+    assert [s.index for s in document.sections] == [1, 2, 3]
+    assert [s.main_point for s in document.plan.steps] == ["T0 point 1", "T0 point 2", "T0 point 3"]
+    assert document.word_count == 300 == sum(s.word_count for s in document.sections)
+    assert document.usage.calls == len(server.calls) == 4
+    assert [scripted.key(c) for c in server.calls] == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    # each section's budget sets its max_tokens, so a model that does not stop cannot run away
+    assert [c["max_tokens"] for c in server.calls[1:]] == [100 * 2 + 32] * 3
+
+
+async def test_write_prompts_share_the_longest_prefix(scripted) -> None:
+    with ScriptedServer(scripted.reply) as server:
+        await AgentWrite(client_for(server)).run(scripted.instructions(1)[0])
+    prompts = [c["messages"][0]["content"] for c in server.calls[1:]]
+    for earlier, later in zip(prompts[1:], prompts[2:], strict=False):
+        shared = earlier[: earlier.index("\n\nNow write paragraph")]
+        assert later.startswith(shared)  # instruction, plan and all text so far come before the step
+        assert "Write an essay on TOPIC-0." in shared and "T0 point 3" in shared
+
+
+async def test_cached_token_fraction_is_reported(scripted) -> None:
+    def reply(request):
+        return Reply(scripted.reply(request), cached_tokens=10)
+
+    with ScriptedServer(reply) as server:
+        document = await AgentWrite(client_for(server)).run(scripted.instructions(1)[0])
+    assert document.usage.cached_tokens == 40
+    assert document.usage.cached_fraction == pytest.approx(40 / document.usage.prompt_tokens)
+
+
+async def test_far_too_short_section_is_reasked_once_and_the_longer_kept(scripted) -> None:
+    short_once = {"done": False}
+
+    def reply(request):
+        if scripted.key(request) == (0, 2) and not short_once["done"]:
+            short_once["done"] = True
+            return "too short"
+        return scripted.reply(request)
+
+    with ScriptedServer(reply) as server:
+        document = await AgentWrite(client_for(server)).run(scripted.instructions(1)[0])
+    assert [s.attempts for s in document.sections] == [1, 2, 1]
+    assert document.sections[1].word_count == 100
+    assert len(server.calls) == 5
+    reask = server.calls[3]["messages"]
+    assert [m["role"] for m in reask] == ["user", "assistant", "user"]
+    assert reask[1]["content"] == "too short" and "only 2 words" in reask[2]["content"]
+
+
+async def test_cut_section_is_recorded_not_reasked(scripted) -> None:
+    def reply(request):
+        text = scripted.reply(request)
+        return text if scripted.key(request)[1] != 3 else text + " lorem" * 1000  # the model does not stop
+
+    with ScriptedServer(reply) as server:
+        document = await AgentWrite(client_for(server), max_section_tokens=150).run(scripted.instructions(1)[0])
+    assert document.status == "truncated"
+    assert document.sections[2].finish_reason == "length"
+    assert document.sections[2].word_count == 150
+    assert len(server.calls) == 4
+
+
+async def test_plan_is_requested_as_json_when_the_server_supports_it(scripted) -> None:
+    with ScriptedServer(scripted.reply) as server:
+        client = client_for(server, capabilities=Capabilities(json_schema=True))
+        plan = await AgentWrite(client).plan(scripted.instructions(1)[0])
+    assert server.calls[0]["response_format"]["type"] == "json_schema"
+    assert server.calls[0]["response_format"]["json_schema"]["schema"]["properties"]["steps"]["maxItems"] == 3
+    assert [(s.main_point, s.word_count) for s in plan.steps] == [(f"T0 point {k}", 100) for k in (1, 2, 3)]
+
+
+async def test_unusable_plans_are_rejected_and_retried(scripted) -> None:
+    replies = iter(
+        [
+            "I would be happy to help!",  # nothing to parse
+            "\n".join(f"Paragraph {k} - Main Point: p{k} - Word Count: 5 words" for k in range(1, 61)),  # 60 steps
+            "Paragraph 1 - Main Point: a - Word Count: 0 words",  # unusable budget
+            "Paragraph 1 - Main Point: a - Word Count: 90000 words",  # absurd budget
+        ]
+    )
+
+    with ScriptedServer(lambda request: next(replies, None) or scripted.reply(request)) as server:
+        agent = AgentWrite(client_for(server), plan_attempts=5)
+        plan = await agent.plan(scripted.instructions(1)[0])
+    assert len(plan.steps) == 3 and len(server.calls) == 5
+
+
+async def test_plan_failure_gives_a_failed_document_with_every_reason() -> None:
+    with ScriptedServer(lambda request: "No.") as server:
+        agent = AgentWrite(client_for(server), plan_attempts=2)
+        with pytest.raises(PlanError, match="after 2 attempts"):
+            await agent.plan(Instruction(prompt="Write a story.", length=500))
+        document = await agent.run(Instruction(prompt="Write a story.", length=500))
+    assert document.status == "failed"
+    assert "attempt 1" in document.error and "attempt 2" in document.error
+    assert document.usage.calls == 2
+
+
+async def test_missing_word_counts_share_the_requested_length() -> None:
+    plan_text = "Paragraph 1 - Main Point: a - Word Count: 200 words\nParagraph 2 - Main Point: b\nParagraph 3 - Main Point: c"
+    with ScriptedServer(lambda request: plan_text) as server:
+        plan = await AgentWrite(client_for(server)).plan(Instruction(prompt="x", length=1000))
+    assert [s.word_count for s in plan.steps] == [200, 400, 400]
+
+
+async def test_chinese_instructions_get_chinese_prompts() -> None:
+    plan_text = "段落1 - 主要内容：引言 - 字数：100字\n段落2 - 主要内容：结论 - 字数：100字"
+
+    def reply(request):
+        content = request["messages"][0]["content"]
+        return plan_text if "规划助手" in content else "字" * 100
+
+    with ScriptedServer(reply) as server:
+        document = await AgentWrite(client_for(server)).run(Instruction(prompt="写一篇关于长城的文章，200字。", length=200))
+    assert document.status == "done" and document.word_count == 200
+    assert "现在请写计划中的第 2 段（结论），约 100 字" in server.calls[2]["messages"][0]["content"]
+    assert "段落1 - 主要内容：引言 - 字数：100字" in server.calls[2]["messages"][0]["content"]
+
+
+async def test_prompt_templates_can_be_overridden_by_string_or_path(tmp_path: Path, scripted) -> None:
+    template = tmp_path / "write.txt"
+    template.write_text("CUSTOM $instruction | $plan | $written | step $step_index about $step_words words")
+    prompts = Prompts.default("en").replace(write=template)
+    with ScriptedServer(scripted.reply) as server:
+        document = await AgentWrite(client_for(server), prompts=prompts).run(scripted.instructions(1)[0])
+    assert document.status == "done"
+    assert all(c["messages"][0]["content"].startswith("CUSTOM ") for c in server.calls[1:])
+    assert Prompts.default("en").replace(plan="Plan: $instruction").plan == "Plan: $instruction"
+    with pytest.raises(PromptError, match=r"\$written"):
+        Prompts.default("en").replace(write="$instruction $plan $step_index")
+
+
+async def test_streaming_callbacks_see_every_section(scripted) -> None:
+    pieces: dict[int, list[str]] = {}
+    finished: list[int] = []
+    with ScriptedServer(scripted.reply) as server:
+        agent = AgentWrite(
+            client_for(server),
+            on_text=lambda instruction, index, text: pieces.setdefault(index, []).append(text),
+            on_section=lambda instruction, section: finished.append(section.index),
+        )
+        document = await agent.run(scripted.instructions(1)[0])
+    assert finished == [1, 2, 3]
+    assert ["".join(pieces[s.index]).strip() for s in document.sections] == [s.text for s in document.sections]
+    assert all(c.get("stream") for c in server.calls[1:])
+
+
+def test_run_sync_works_with_and_without_a_running_loop(scripted) -> None:
+    with ScriptedServer(scripted.reply) as server:
+        agent = AgentWrite(client_for(server))
+        assert agent.run_sync("Write an essay on TOPIC-5.").status == "done"
+
+        async def inside_a_loop():
+            return replace(agent, client=client_for(server)).run_sync("Write an essay on TOPIC-6.")
+
+        assert asyncio.run(inside_a_loop()).word_count == 300
