@@ -25,9 +25,11 @@ def test_llamacpp_command_defaults() -> None:
     assert _flag(argv, "--model") == "/models/m.gguf"
     assert _flag(argv, "--alias") == "smollm2-135m-instruct"
     assert (_flag(argv, "--host"), _flag(argv, "--port")) == ("127.0.0.1", "8123")
-    assert (_flag(argv, "--threads"), _flag(argv, "--ctx-size"), _flag(argv, "--parallel")) == ("3", "8192", "4")
-    assert {"--kv-unified", "--cont-batching", "--jinja", "--metrics", "--no-webui"} <= set(argv)
+    assert (_flag(argv, "--threads"), _flag(argv, "--parallel")) == ("3", "4")
+    assert _flag(argv, "--ctx-size") == str(8192 * 4), "ctx_size is per slot"
+    assert {"--no-kv-unified", "--cont-batching", "--jinja", "--metrics", "--no-webui"} <= set(argv)
     assert "--api-key" not in argv and "--batch-size" not in argv
+    assert "--threads" not in LlamaCppBackend().command(GGUF, "127.0.0.1", 1, binary="x"), "llama.cpp picks cores"
 
 
 def test_llamacpp_command_options() -> None:
@@ -35,7 +37,7 @@ def test_llamacpp_command_options() -> None:
                               flash_attn="off", cache_reuse=0, api_key="sk-x", metrics=False,
                               extra_args=("--seed", "1"))  # fmt: skip
     argv = backend.command(GGUF, "::1", 9, binary="llama-server")
-    assert (_flag(argv, "--ctx-size"), _flag(argv, "--parallel")) == ("2048", "8")
+    assert (_flag(argv, "--ctx-size"), _flag(argv, "--parallel")) == ("16384", "8")
     assert (_flag(argv, "--batch-size"), _flag(argv, "--ubatch-size")) == ("512", "128")
     assert (_flag(argv, "--flash-attn"), _flag(argv, "--cache-reuse")) == ("off", "0")
     assert _flag(argv, "--api-key") == "sk-x" and "--metrics" not in argv

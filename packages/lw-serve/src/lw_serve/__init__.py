@@ -9,6 +9,7 @@ from lw_serve.backends import (
     SGLangBackend,
     TransformersBackend,
 )
+from lw_serve.engine import SGLangEngineClient
 from lw_serve.models import EMBEDDED_MODEL, ModelNotFoundError, ResolvedModel, known_models, resolve_model
 from lw_serve.server import Server, ServerError
 
@@ -20,6 +21,7 @@ __all__ = [
     "ModelNotFoundError",
     "ResolvedModel",
     "SGLangBackend",
+    "SGLangEngineClient",
     "Server",
     "ServerError",
     "TransformersBackend",

