@@ -34,7 +34,7 @@ def _is_plan(request: dict[str, Any]) -> bool:
 
 
 def writer_reply(request: dict[str, Any]) -> str:
-    topic, step = request_key(request)
+    topic, _ = request_key(request)
     if _is_plan(request):
         if request.get("response_format"):
             steps = [{"main_point": f"T{topic} point {k}", "word_count": STEP_WORDS} for k in range(1, STEPS + 1)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +34,7 @@ async def test_write_prompts_share_the_longest_prefix(scripted) -> None:
     with ScriptedServer(scripted.reply) as server:
         await AgentWrite(client_for(server)).run(scripted.instructions(1)[0])
     prompts = [c["messages"][0]["content"] for c in server.calls[1:]]
-    for earlier, later in zip(prompts[1:], prompts[2:], strict=False):
+    for earlier, later in itertools.pairwise(prompts[1:]):
         shared = earlier[: earlier.index("\n\nNow write paragraph")]
         assert later.startswith(shared)  # instruction, plan and all text so far come before the step
         assert "Write an essay on TOPIC-0." in shared and "T0 point 3" in shared
@@ -118,7 +119,9 @@ async def test_plan_failure_gives_a_failed_document_with_every_reason() -> None:
 
 
 async def test_missing_word_counts_share_the_requested_length() -> None:
-    plan_text = "Paragraph 1 - Main Point: a - Word Count: 200 words\nParagraph 2 - Main Point: b\nParagraph 3 - Main Point: c"
+    plan_text = (
+        "Paragraph 1 - Main Point: a - Word Count: 200 words\nParagraph 2 - Main Point: b\nParagraph 3 - Main Point: c"
+    )
     with ScriptedServer(lambda request: plan_text) as server:
         plan = await AgentWrite(client_for(server)).plan(Instruction(prompt="x", length=1000))
     assert [s.word_count for s in plan.steps] == [200, 400, 400]
@@ -132,7 +135,9 @@ async def test_chinese_instructions_get_chinese_prompts() -> None:
         return plan_text if "规划助手" in content else "字" * 100
 
     with ScriptedServer(reply) as server:
-        document = await AgentWrite(client_for(server)).run(Instruction(prompt="写一篇关于长城的文章，200字。", length=200))
+        document = await AgentWrite(client_for(server)).run(
+            Instruction(prompt="写一篇关于长城的文章，200字。", length=200)
+        )
     assert document.status == "done" and document.word_count == 200
     assert "现在请写计划中的第 2 段（结论），约 100 字" in server.calls[2]["messages"][0]["content"]
     assert "段落1 - 主要内容：引言 - 字数：100字" in server.calls[2]["messages"][0]["content"]

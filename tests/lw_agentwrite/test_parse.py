@@ -9,8 +9,11 @@ CORPUS = {
         "Paragraph 1 - Main Point: Introduce the history of the Silk Road - Word Count: 400 words\n"
         "Paragraph 2 - Main Point: Describe the goods that were traded - Word Count: 700 words\n"
         "Paragraph 3 - Main Point: Conclude with its legacy today - Word Count: 300 words",
-        [("Introduce the history of the Silk Road", 400), ("Describe the goods that were traded", 700),
-         ("Conclude with its legacy today", 300)],
+        [
+            ("Introduce the history of the Silk Road", 400),
+            ("Describe the goods that were traded", 700),
+            ("Conclude with its legacy today", 300),
+        ],
     ),
     "preamble and postamble": (
         "Sure! Here is a detailed writing plan for your essay:\n\n"
@@ -46,8 +49,12 @@ CORPUS = {
         "2. Temples and shrines - 800 words\n"
         "3. Food culture - 500 words\n"
         "4. Conclusion - 200 words",
-        [("Introduction to the city of Kyoto", 300), ("Temples and shrines", 800), ("Food culture", 500),
-         ("Conclusion", 200)],
+        [
+            ("Introduction to the city of Kyoto", 300),
+            ("Temples and shrines", 800),
+            ("Food culture", 500),
+            ("Conclusion", 200),
+        ],
     ),
     "multi-line steps": (
         "### Paragraph 1\n"

@@ -207,7 +207,9 @@ class AgentWrite:
         max_tokens = int(budget * self.tokens_per_word) + 32
         if self.max_section_tokens:
             max_tokens = min(max_tokens, self.max_section_tokens)
-        written = "\n\n".join(s.text for s in sections) or ("（暂无）" if instruction.language == "zh" else "(nothing yet)")
+        written = "\n\n".join(s.text for s in sections) or (
+            "（暂无）" if instruction.language == "zh" else "(nothing yet)"
+        )
         values = {"step_index": step.index, "step_point": step.main_point, "step_words": budget}
         messages = [
             {

@@ -85,7 +85,9 @@ def _parse_json(text: str) -> list[PlanStep] | None:
     except json.JSONDecodeError:
         return None
     if isinstance(data, dict):
-        data = next((data[k] for k in ("steps", "paragraphs", "sections", "plan") if isinstance(data.get(k), list)), None)
+        data = next(
+            (data[k] for k in ("steps", "paragraphs", "sections", "plan") if isinstance(data.get(k), list)), None
+        )
     if not isinstance(data, list):
         return None
     steps = []
@@ -145,10 +147,7 @@ def _read_step(head: str, body: list[str]) -> tuple[str, int | None] | None:
     block = " - ".join([head.strip(_SEPARATORS), *body]) if body else head
     count = _find_count(block)
     main = _MAIN_LABEL.search(block)
-    if main:
-        point = block[main.end() :]
-    else:
-        point = block
+    point = block[main.end() :] if main else block
     point = _COUNT_LABEL.split(point, maxsplit=1)[0]
     point = _strip_count(point)
     point = re.sub(r"\s+", " ", point).strip(_SEPARATORS + "。.")

@@ -1,0 +1,151 @@
+"""The batch runner: faults, accounting, resume without re-spending, and the CLI killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from lw_agentwrite import AgentWrite, BatchStats, read_plans, run_batch
+from lw_core import Document, Instruction, OpenAIChatClient, read_jsonl, write_jsonl
+from lw_core.testing import Fault, ScriptedServer
+
+
+def client_for(server: ScriptedServer, **kwargs) -> OpenAIChatClient:
+    return OpenAIChatClient(base_url=server.base_url, model="scripted", backoff_s=0.01, **kwargs)
+
+
+def cached_keys(path: Path, topics: dict[str, int]) -> list[tuple[int, int]]:
+    return [(topics[r["id"]], r["step"]) for r in map(json.loads, path.read_text().splitlines()) if r]
+
+
+async def test_faults_at_20_percent_every_instruction_ends_done_or_failed_once(tmp_path: Path, scripted) -> None:
+    instructions = [*scripted.instructions(10), Instruction(prompt="Write a story about TOPIC-99.", length=300)]
+
+    def reply(request):
+        return "I cannot plan that." if "TOPIC-99" in request["messages"][0]["content"] else scripted.reply(request)
+
+    kinds = (Fault.RATE_LIMIT, Fault.UNAVAILABLE, Fault.MALFORMED, Fault.TRUNCATED, Fault.SLOW)
+    with ScriptedServer(reply, fault_rate=0.2, fault_kinds=kinds, seed=7, slow_s=1.0) as server:
+        agent = AgentWrite(client_for(server, timeout=0.5, max_retries=4, retries=6), plan_attempts=2)
+        stats = await run_batch(agent, instructions, tmp_path / "out.jsonl", concurrency=4)
+    assert Counter(server.faults)[Fault.NONE] < len(server.faults)  # faults really happened
+    documents = list(read_jsonl(tmp_path / "out.jsonl", Document))
+    assert sorted(d.id for d in documents) == sorted(i.id for i in instructions)  # each once
+    by_id = {d.id: d for d in documents}
+    failed = by_id[instructions[-1].id]
+    assert failed.status == "failed" and "no plan step found" in failed.error
+    assert stats.errors == {failed.id: failed.error}
+    assert all(d.status == "done" and d.word_count == 300 for d in documents if d.id != failed.id)
+    assert (stats.done, stats.failed, stats.truncated, stats.total) == (10, 1, 0, 11)
+    # accounting: every answered call is counted once; faults (and slow answers the client gave up on) are not
+    assert stats.usage.calls == Counter(server.faults)[Fault.NONE] == 10 * 4 + 2
+    assert stats.words == 3000 and stats.words_per_s > 0
+    steps = Counter(
+        tuple(r.values())[:2] for r in map(json.loads, (tmp_path / "out.steps.jsonl").read_text().splitlines())
+    )
+    assert max(steps.values()) == 1
+
+
+async def test_resume_reuses_every_finished_step_and_skips_finished_instructions(tmp_path: Path, scripted) -> None:
+    instructions = scripted.instructions(3)
+    out = tmp_path / "docs.jsonl"
+    cache = tmp_path / "docs.steps.jsonl"
+    with ScriptedServer(scripted.reply) as server:
+        agent = AgentWrite(client_for(server))
+        first = await run_batch(agent, instructions[:1], out)  # instruction 0 finished
+        # instruction 1 was planned and half written when the run died: fake that state in its cache
+        await run_batch(agent, instructions[1:2], tmp_path / "scratch.jsonl", cache=tmp_path / "scratch.steps.jsonl")
+        partial = cache.read_text() + "".join((tmp_path / "scratch.steps.jsonl").read_text().splitlines(True)[:2])
+        cache.write_text(partial)
+        calls_before = len(server.calls)
+        stats = await run_batch(agent, instructions, out)
+    new_calls = [scripted.key(c) for c in server.calls[calls_before:]]
+    assert sorted(new_calls) == [(1, 2), (1, 3), (2, 0), (2, 1), (2, 2), (2, 3)]
+    assert (first.done, stats.skipped, stats.done, stats.steps_reused) == (1, 1, 2, 2)
+    documents = list(read_jsonl(out, Document))
+    assert [d.id for d in documents].count(instructions[0].id) == 1 and len(documents) == 3
+    assert all(d.word_count == 300 for d in documents)
+
+
+async def test_plan_then_write_from_edited_plans(tmp_path: Path, scripted) -> None:
+    instructions = scripted.instructions(2)
+    with ScriptedServer(scripted.reply) as server:
+        agent = AgentWrite(client_for(server))
+        stats = await run_batch(agent, instructions, tmp_path / "plans.jsonl", mode="plan")
+        plans = read_plans(tmp_path / "plans.jsonl")
+        plans[instructions[0].id].steps[0].word_count = 40  # users edit plans between the stages
+        stats = await run_batch(agent, instructions, tmp_path / "docs.jsonl", mode="write", plans=plans)
+    assert isinstance(stats, BatchStats) and stats.done == 2
+    assert sorted(s.word_count for s in plans[instructions[0].id].steps) == [40, 100, 100]
+    words = {d.id: d.word_count for d in read_jsonl(tmp_path / "docs.jsonl", Document)}
+    assert words == {instructions[0].id: 240, instructions[1].id: 300}
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from lw_agentwrite.cli import app; app()", *args]
+
+
+def test_cli_run_killed_with_sigkill_resumes_without_rerequesting_finished_steps(tmp_path: Path, scripted) -> None:
+    instructions = scripted.instructions(12)
+    topics = {i.id: n for n, i in enumerate(instructions)}
+    write_jsonl(tmp_path / "in.jsonl", instructions)
+    out, cache = tmp_path / "out.jsonl", tmp_path / "out.steps.jsonl"
+    rng = random.Random(20261125)
+
+    def reply(request):
+        time.sleep(0.05)
+        return scripted.reply(request)
+
+    with ScriptedServer(reply) as server:
+        command = _cli("run", "--in", str(tmp_path / "in.jsonl"), "--out", str(out), "--base-url", server.base_url,
+                       "--model", "scripted", "--concurrency", "4", "--quiet")  # fmt: skip
+        segments: list[tuple[int, set[tuple[int, int]]]] = []  # (calls so far, steps cached) after each run
+        for _ in range(4):
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            target = len(server.calls) + rng.randint(1, 12)
+            deadline = time.monotonic() + 60
+            while len(server.calls) < target and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.08))
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            time.sleep(0.1)  # let requests already on the wire be recorded
+            segments.append((len(server.calls), set(cached_keys(cache, topics)) if cache.exists() else set()))
+        final = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert "12/12 instructions" in final.stderr
+
+    starts = [0] + [n for n, _ in segments]
+    for run, (n_calls, cached_after) in enumerate(segments[:-1]):
+        later = [scripted.key(c) for c in server.calls[n_calls:]]
+        assert not set(later) & cached_after, f"a step finished before kill {run + 1} was requested again"
+    assert segments[-1][0] > 0 and len(server.calls) - starts[-1] < 12 * 4  # the kills landed mid-run
+
+    keys = cached_keys(cache, topics)
+    assert len(keys) == len(set(keys)) == 12 * 4  # every step cached exactly once
+    documents = list(read_jsonl(out, Document))
+    assert sorted(d.id for d in documents) == sorted(topics)  # no instruction written twice, none lost
+    assert all(d.status == "done" and d.word_count == 300 and len(d.sections) == 3 for d in documents)
+
+
+def test_cli_errors_are_one_line_with_exit_code_1(tmp_path: Path) -> None:
+    missing = subprocess.run(
+        _cli("run", "--in", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o.jsonl"), "--base-url",
+             "http://127.0.0.1:9/v1", "--model", "m"), capture_output=True, text=True)  # fmt: skip
+    assert missing.returncode == 1 and "nope.jsonl: no such file" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"length": 3}\n')
+    invalid = subprocess.run(
+        _cli("plan", "--in", str(bad), "--out", str(tmp_path / "o.jsonl"), "--base-url", "http://127.0.0.1:9/v1",
+             "--model", "m"), capture_output=True, text=True)  # fmt: skip
+    assert invalid.returncode == 1 and "bad.jsonl:2" in invalid.stderr and "prompt" in invalid.stderr
+    usage = subprocess.run(_cli("run", "--bogus"), capture_output=True, text=True)
+    assert usage.returncode == 2
