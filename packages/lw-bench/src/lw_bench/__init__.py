@@ -1,4 +1,36 @@
-"""lw-bench, part of the lw LongWriter toolkit."""
+"""lw-bench: LongBench-Write and LongWrite-Ruler with the paper's exact scoring, a choosable judge, and reports.
+
+>>> from lw_bench import length_score
+>>> length_score(1000, 1000)
+100.0
+"""
+
+from lw_bench.data import DATASETS, load_items
+from lw_bench.errors import BenchError, JudgmentParseError
+from lw_bench.judge import judge_prediction, load_template, parse_judgment
+from lw_bench.report import comparison_table, write_report
+from lw_bench.runner import StageResult, judge, predict, read_judgments, read_predictions
+from lw_bench.scoring import LENGTH_RANGES, length_score, length_score_expr, length_scores, score_run
 
 __version__ = "0.1.0"
-__all__: list[str] = []
+__all__ = [
+    "DATASETS",
+    "LENGTH_RANGES",
+    "BenchError",
+    "JudgmentParseError",
+    "StageResult",
+    "comparison_table",
+    "judge",
+    "judge_prediction",
+    "length_score",
+    "length_score_expr",
+    "length_scores",
+    "load_items",
+    "load_template",
+    "parse_judgment",
+    "predict",
+    "read_judgments",
+    "read_predictions",
+    "score_run",
+    "write_report",
+]
