@@ -1,4 +1,38 @@
-"""lw-data, part of the lw LongWriter toolkit."""
+"""lw-data: LongWriter-6k-style SFT data and DPO pairs from instructions and AgentWrite output, on polars.
+
+Instructions → :func:`prepare_instructions` / :func:`select_instructions`; AgentWrite documents →
+:func:`build_sft` (or :func:`build_sft_file` for big files); scored candidates → :func:`build_dpo`; blends →
+:func:`mix` and :func:`split`; a look at the result → :func:`summarize` and :func:`plot`.
+"""
+
+from lw_data.dpo import DPORule, build_dpo
+from lw_data.errors import DataError
+from lw_data.instructions import prepare_instructions, select_instructions
+from lw_data.io import load_longwriter6k, read_table, to_dataset, write_table
+from lw_data.lengths import extract_length
+from lw_data.mix import mix, split
+from lw_data.sft import SFTFilters, build_sft, build_sft_file, read_documents
+from lw_data.stats import measures, plot, summarize
 
 __version__ = "0.1.0"
-__all__: list[str] = []
+__all__ = [
+    "DPORule",
+    "DataError",
+    "SFTFilters",
+    "build_dpo",
+    "build_sft",
+    "build_sft_file",
+    "extract_length",
+    "load_longwriter6k",
+    "measures",
+    "mix",
+    "plot",
+    "prepare_instructions",
+    "read_documents",
+    "read_table",
+    "select_instructions",
+    "split",
+    "summarize",
+    "to_dataset",
+    "write_table",
+]

@@ -1,10 +1,250 @@
-"""The `lw-data` command line."""
+"""The `lw-data` command line: instructions, build-sft, build-dpo, mix, stats, export."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-app = typer.Typer(name="lw-data", no_args_is_help=True, help="lw-data: part of the lw LongWriter toolkit.")
+app = typer.Typer(name="lw-data", no_args_is_help=True, help="Build LongWriter-style SFT data and DPO pairs, fast.")
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+Output = Annotated[Path, typer.Option("--output", "-o", help="output file (.jsonl or .parquet)")]
+Seed = Annotated[int, typer.Option(help="random seed for sampling and shuffling")]
 
 
-@app.callback()
-def main() -> None:
-    """lw-data commands."""
+def _user_errors(fn: F) -> F:
+    """Print lw errors (bad files, bad options) as one red line and exit 1, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from lw_core import LWError
+
+        try:
+            return fn(*args, **kwargs)
+        except (LWError, ValueError) as exc:
+            console.print(f"[red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _table(frame: Any, title: str) -> Table:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(column, justify="right" if frame.schema[column].is_numeric() else "left")
+    for row in frame.iter_rows():
+        table.add_row(*("" if v is None else str(v) for v in row))
+    return table
+
+
+def _print_stats(measured: Any, png: Path | None, title: str) -> None:
+    from lw_data.stats import plot, summarize
+
+    if measured.height == 0:
+        console.print("no rows to summarise")
+        return
+    Console().print(_table(summarize(measured), title))
+    if png is not None:
+        plot(measured, png, title=title)
+        console.print(f"plot: {png}")
+
+
+@app.command()
+@_user_errors
+def instructions(
+    input: Annotated[Path, typer.Argument(help="prompts: .jsonl, .parquet, .csv or a saved HF dataset")],
+    output: Output,
+    dropped: Annotated[Path | None, typer.Option(help="where to write duplicates/empty prompts with reasons")] = None,
+    min_length: Annotated[int | None, typer.Option(help="keep requested lengths >= this")] = None,
+    max_length: Annotated[int | None, typer.Option(help="keep requested lengths <= this")] = None,
+    language: Annotated[list[str], typer.Option(help="keep these languages (en, zh); repeatable")] = [],  # noqa: B006
+    type: Annotated[list[str], typer.Option(help="keep these types; repeatable")] = [],  # noqa: B006
+    require_length: Annotated[bool, typer.Option(help="drop prompts that state no length")] = False,
+    n: Annotated[int | None, typer.Option("-n", help="sample this many")] = None,
+    seed: Seed = 0,
+) -> None:
+    """Normalise, dedupe (exact and near), tag language and requested length, and select instructions."""
+    from lw_data.instructions import prepare_instructions, select_instructions
+    from lw_data.io import read_table, write_table
+
+    kept, removed = prepare_instructions(read_table(input), source=str(input))
+    chosen = select_instructions(
+        kept,
+        min_length=min_length,
+        max_length=max_length,
+        languages=language,
+        types=type,
+        require_length=require_length,
+        n=n,
+        seed=seed,
+    )
+    write_table(chosen, output)
+    if dropped is not None:
+        write_table(removed, dropped)
+    reasons = ", ".join(f"{r}: {c}" for r, c in removed.group_by("reason").len().sort("reason").iter_rows())
+    console.print(f"{kept.height + removed.height} read, {removed.height} dropped ({reasons or 'none'})")
+    console.print(f"{chosen.height} selected → {output}")
+
+
+@app.command("build-sft")
+@_user_errors
+def build_sft(
+    documents: Annotated[Path, typer.Argument(help="AgentWrite documents (.jsonl of lw-core Document)")],
+    output: Output,
+    rejects: Annotated[Path | None, typer.Option(help="rejected rows with reasons [OUTPUT.rejects.jsonl]")] = None,
+    min_words: int = 500,
+    max_words: int = 40_000,
+    min_ratio: Annotated[float, typer.Option(help="min words / requested length")] = 0.5,
+    max_ratio: Annotated[float, typer.Option(help="max words / requested length")] = 2.0,
+    max_repetition: Annotated[float, typer.Option(help="max repeated 4-gram ratio")] = 0.3,
+    keep_truncated: bool = False,
+    system: Annotated[str | None, typer.Option(help="system prompt to put first in every chat")] = None,
+    png: Annotated[Path | None, typer.Option(help="save the length plots here")] = None,
+    batch_rows: Annotated[int, typer.Option(help="documents per batch (bounds memory)")] = 5_000,
+) -> None:
+    """Join, clean and filter AgentWrite documents into SFT chats (`messages`), with a rejects file."""
+    from lw_data.sft import SFTFilters, build_sft_file
+
+    filters = SFTFilters(
+        min_words=min_words,
+        max_words=max_words,
+        min_length_ratio=min_ratio,
+        max_length_ratio=max_ratio,
+        max_repetition=max_repetition,
+        keep_truncated=keep_truncated,
+        system_prompt=system,
+    )
+    total = _count_lines(documents)
+    with _progress() as progress:
+        task = progress.add_task("build-sft", total=total)
+        summary = build_sft_file(
+            documents,
+            output,
+            rejects,
+            filters,
+            batch_rows=batch_rows,
+            progress=lambda n: progress.advance(task, n),
+        )
+    reasons = ", ".join(f"{r}: {c}" for r, c in sorted(summary.rejected.items())) or "none"
+    console.print(f"{summary.read} documents, {summary.kept} kept → {output}; rejected: {reasons}")
+    _print_stats(summary.measures, png, f"SFT data: {output.name}")
+
+
+@app.command("build-dpo")
+@_user_errors
+def build_dpo(
+    predictions: Annotated[Path, typer.Argument(help="candidates: .jsonl of lw-core Prediction (several samples)")],
+    judgments: Annotated[Path, typer.Argument(help="their scores: .jsonl of lw-core Judgment")],
+    output: Output,
+    rejects: Annotated[Path | None, typer.Option(help="prompts without a pair, with reasons")] = None,
+    min_margin: Annotated[float, typer.Option(help="minimum score gap chosen − rejected (0–100)")] = 10.0,
+    length_weight: Annotated[float, typer.Option(help="weight of the length score in the overall score")] = 0.5,
+    system: Annotated[str | None, typer.Option(help="system prompt to put first in every prompt")] = None,
+) -> None:
+    """Pick chosen/rejected per prompt by length and quality scores; write TRL DPO records."""
+    from lw_data.dpo import DPORule
+    from lw_data.dpo import build_dpo as pick
+    from lw_data.errors import DataError
+    from lw_data.io import read_table, write_table
+
+    preds, judged = read_table(predictions), read_table(judgments)
+    for path, frame, needed in (
+        (predictions, preds, ("id", "prompt", "response", "length")),
+        (judgments, judged, ("id", "scores")),
+    ):
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    rule = DPORule(length_weight=length_weight, min_margin=min_margin, system_prompt=system)
+    pairs, unused = pick(preds, judged, rule)
+    write_table(pairs, output)
+    write_table(unused, rejects or output.with_name(output.stem + ".rejects.jsonl"))
+    console.print(f"{pairs.height} pairs → {output}; {unused.height} prompts without a pair")
+
+
+@app.command()
+@_user_errors
+def mix(
+    long: Annotated[Path, typer.Argument(help="long-writing SFT chats")],
+    general: Annotated[Path, typer.Argument(help="general SFT chats (messages)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for train.jsonl and validation.jsonl")],
+    long_fraction: Annotated[float, typer.Option(help="share of long-writing chats in the blend")] = 0.5,
+    val_fraction: Annotated[float, typer.Option(help="share of prompts held out for validation")] = 0.01,
+    seed: Seed = 0,
+) -> None:
+    """Blend long-writing chats with general SFT data, shuffle, and split train/validation."""
+    from lw_data.io import read_table, write_table
+    from lw_data.mix import mix as blend
+    from lw_data.mix import split
+
+    blended = blend(read_table(long), read_table(general), long_fraction=long_fraction, seed=seed)
+    train, validation = split(blended, val_fraction=val_fraction, seed=seed)
+    write_table(train, output / "train.jsonl")
+    write_table(validation, output / "validation.jsonl")
+    counts = ", ".join(f"{s}: {c}" for s, c in blended.group_by("source").len().sort("source").iter_rows())
+    console.print(f"{blended.height} chats ({counts}) → {train.height} train, {validation.height} validation")
+
+
+@app.command()
+@_user_errors
+def stats(
+    input: Annotated[Path, typer.Argument(help="SFT chats (.jsonl/.parquet with messages)")],
+    png: Annotated[Path | None, typer.Option(help="save the length plots here")] = None,
+) -> None:
+    """Counts and output lengths per language and type, as a table (and a PNG)."""
+    from lw_data.io import read_table
+    from lw_data.stats import measures
+
+    _print_stats(measures(read_table(input)), png, f"{input.name}")
+
+
+@app.command()
+@_user_errors
+def export(
+    input: Annotated[str, typer.Argument(help="a table file or folder, or THUDM/LongWriter-6k (from the HF hub)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="file (.jsonl/.parquet) or folder (--format hf)")],
+    format: Annotated[str, typer.Option(help="jsonl, parquet or hf (datasets.save_to_disk)")] = "",
+) -> None:
+    """Convert between JSONL, parquet and HF datasets; fetch LongWriter-6k."""
+    from lw_data.errors import DataError
+    from lw_data.io import LONGWRITER_6K, load_longwriter6k, read_table, to_dataset, write_table
+
+    source = Path(input)
+    hub = input == LONGWRITER_6K and not source.exists()
+    frame = load_longwriter6k() if hub else read_table(source)
+    kind = format or ("parquet" if output.suffix == ".parquet" else "jsonl")
+    if kind == "hf":
+        to_dataset(frame).save_to_disk(str(output))
+    elif kind in ("jsonl", "parquet"):
+        write_table(frame, output if output.suffix else output.with_suffix(f".{kind}"))
+    else:
+        raise DataError(f"unknown format '{kind}': use jsonl, parquet or hf")
+    console.print(f"{frame.height} rows → {output}")
+
+
+def _count_lines(path: Path) -> int | None:
+    try:
+        with path.open("rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 24), b""))
+    except OSError:
+        return None  # build_sft_file reports the missing file with its own message
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )

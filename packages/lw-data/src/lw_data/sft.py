@@ -29,7 +29,8 @@ DOCUMENT_SCHEMA: dict[str, pl.DataType] = {
 # "Section 2:", "**Part 1.**", "Word count: 400 words", "段落3：", "第三段：", "字数要求：500字".
 _EN_HEADER = r"(?i:(?:#+\s*)?(?:\*\*)?\s*(?:paragraph|section|part|step)\s+\d+\s*(?:[-–—:.)]|\*\*|$)[^\n]*)"
 _EN_META = r"(?i:(?:\*\*)?\s*(?:main point|word count|word limit)\s*(?:\*\*)?\s*[:：][^\n]*)"
-_ZH_HEADER = r"(?:(?:#+\s*)?(?:段落\s*[\d一二三四五六七八九十]+|第\s*[\d一二三四五六七八九十]+\s*(?:段|部分|节))\s*[-–—:：.、]?[^\n]*)"
+_ZH_NUM = r"[\d一二三四五六七八九十]+"
+_ZH_HEADER = rf"(?:(?:#+\s*)?(?:段落\s*{_ZH_NUM}|第\s*{_ZH_NUM}\s*(?:段|部分|节))\s*[-–—:：.、]?[^\n]*)"
 _ZH_META = r"(?:(?:主要内容|内容要点|字数要求|字数)\s*[:：][^\n]*)"
 _ARTEFACT_LINES = rf"^(?:[ \t]*(?:{_EN_HEADER}|{_EN_META}|{_ZH_HEADER}|{_ZH_META})[ \t]*(?:\n|$)\s*)+"
 
@@ -198,3 +199,10 @@ def build_sft_file(
                 progress(raw.height)
     frame = pl.concat(measures) if measures else pl.DataFrame()
     return BuildSummary(read=read, kept=kept_n, rejected=reasons, measures=frame)
+
+
+def read_documents(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """A documents JSONL file (lw-core ``Document`` records) as the flat frame :func:`build_sft` takes."""
+    from lw_data.io import read_table
+
+    return documents_frame(read_table(path, DOCUMENT_SCHEMA))
