@@ -1,0 +1,139 @@
+"""Predict and judge stages against real HTTP with injected faults: resume, retries, accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lw_bench import judge, predict, read_judgments, read_predictions, score_run
+from lw_bench.judge import judge_prediction
+from lw_core import DIMENSIONS, BenchItem, Capabilities, OpenAIChatClient, Prediction
+from lw_core.testing import Fault, ScriptedServer
+
+Reply = Callable[[dict[str, Any]], str]
+
+ITEMS = [
+    BenchItem(prompt="Write a 100-word note to a neighbour", length=100, type="Functional Writing"),
+    BenchItem(prompt="写一篇关于春天的短文，300字", length=300, type="Literature"),
+    BenchItem(prompt="Write a 2000-word essay on rivers", length=2000, type="Essay"),
+]
+
+
+def _client(server: ScriptedServer, **kwargs: object) -> OpenAIChatClient:
+    return OpenAIChatClient(base_url=server.base_url, model="scripted", backoff_s=0.01, max_retries=3, **kwargs)
+
+
+async def test_predict_writes_one_line_per_item_with_usage(tmp_path: Path, model_or_judge: Reply) -> None:
+    out = tmp_path / "pred.jsonl"
+    with ScriptedServer(model_or_judge) as server:
+        result = await predict(_client(server), ITEMS, out, max_tokens=64, temperature=0.7, top_p=0.9)
+    assert (result.done, result.skipped, result.failed) == (3, 0, 0)
+    predictions = read_predictions(out)
+    assert {p.id for p in predictions} == {i.id for i in ITEMS}
+    assert all(p.model == "scripted" and p.finish_reason and p.usage.completion_tokens > 0 for p in predictions)
+    by_id = {p.id: p for p in predictions}
+    first = by_id[ITEMS[0].id]
+    assert (first.word_count, first.finish_reason, first.length) == (64, "length", 100)  # cut at max_tokens
+    assert by_id[ITEMS[2].id].word_count == 40 and by_id[ITEMS[2].id].finish_reason == "stop"
+    assert {c["max_tokens"] for c in server.calls} == {64} and {c["temperature"] for c in server.calls} == {0.7}
+    assert result.usage.calls == 3
+
+
+async def test_predict_resumes_without_redoing_finished_items(tmp_path: Path, model_or_judge: Reply) -> None:
+    out = tmp_path / "pred.jsonl"
+    with ScriptedServer(model_or_judge) as server:
+        await predict(_client(server), ITEMS[:2], out, max_tokens=32)
+        with out.open("a") as fh:  # a run killed mid-write
+            fh.write('{"id": "torn", "prom')
+        result = await predict(_client(server), ITEMS, out, max_tokens=32, samples=2)
+    assert (result.skipped, result.done) == (2, 4)  # 2 from before; item 3 twice + items 1, 2 as sample 1
+    assert len(server.calls) == 2 + 4
+    assert len(read_predictions(out)) == 6
+    assert "torn" not in out.read_text()
+
+
+async def test_predict_survives_transient_faults_and_reports_hard_failures(
+    tmp_path: Path, model_or_judge: Reply
+) -> None:
+    out = tmp_path / "pred.jsonl"
+    script = [Fault.RATE_LIMIT, Fault.MALFORMED, Fault.UNAVAILABLE]
+    with ScriptedServer(model_or_judge, script=script) as server:
+        result = await predict(_client(server), ITEMS, out, max_tokens=16, concurrency=1)
+    assert (result.done, result.failed) == (3, 0)
+    with ScriptedServer(model_or_judge, script=[Fault.BAD_REQUEST]) as server:
+        result = await predict(_client(server), ITEMS[:1], tmp_path / "other.jsonl", max_tokens=16)
+    assert (result.done, result.failed) == (0, 1)
+    assert "HTTP 400" in result.errors[0]
+    assert not (tmp_path / "other.jsonl").read_text()  # nothing half-written for the failed item
+
+
+def _prediction(response: str) -> Prediction:
+    return Prediction(id="p1", prompt="Write a 100-word note", response=response, length=100)
+
+
+@pytest.mark.parametrize("json_schema", [True, False])
+async def test_judge_asks_for_json_schema_exactly_when_supported(json_schema: bool, model_or_judge: Reply) -> None:
+    with ScriptedServer(model_or_judge) as server:
+        client = _client(server, capabilities=Capabilities(json_schema=json_schema))
+        judgment = await judge_prediction(client, _prediction("good text"))
+    assert judgment.status == "ok" and judgment.scores == {d: 5 for d in DIMENSIONS}
+    formats = [c.get("response_format") for c in server.calls]
+    if json_schema:
+        assert formats[0]["type"] == "json_schema"
+        assert set(formats[0]["json_schema"]["schema"]["required"]) >= set(DIMENSIONS)
+    else:
+        assert formats == [None]
+    assert server.calls[0]["temperature"] == 0.5 and server.calls[0]["max_tokens"] == 1024
+
+
+async def test_judge_retries_incomplete_replies_then_records_a_failure() -> None:
+    replies = iter(["no json here", json.dumps({"Relevance": 4}), json.dumps({d: 4 for d in DIMENSIONS})])
+    with ScriptedServer(lambda _: next(replies)) as server:
+        judgment = await judge_prediction(_client(server), _prediction("text"), retries=4)
+    assert judgment.status == "ok" and judgment.attempts == 3 and judgment.usage.calls == 3
+    with ScriptedServer(lambda _: "I refuse to rate this.") as server:
+        judgment = await judge_prediction(_client(server), _prediction("text"), retries=2)
+    assert judgment.status == "failed" and judgment.attempts == 3 and len(server.calls) == 3
+    assert "no JSON object" in (judgment.error or "") and judgment.scores == {}
+
+
+async def test_judge_stage_replicates_resumes_and_feeds_the_score(tmp_path: Path, model_or_judge: Reply) -> None:
+    predictions = [
+        Prediction(id="a", prompt="p a", response="good " + "w " * 99, length=100),
+        Prediction(id="b", prompt="p b", response="bad answer", length=100),
+    ]
+    out = tmp_path / "judge.jsonl"
+    with ScriptedServer(model_or_judge, fault_rate=0.3, seed=3) as server:
+        first = await judge(_client(server), predictions, out, replicates=3, concurrency=2)
+        calls = len(server.calls)
+        again = await judge(_client(server), predictions, out, replicates=3)
+        assert len(server.calls) == calls  # nothing left to do
+    assert first.done == 6 and again.skipped == 6 and again.done == 0
+    report = score_run(predictions, read_judgments(out))
+    assert report.overall.n_judged == 6 and report.meta["replicates"] == 3
+    assert report.overall.dimensions["Clarity"] == pytest.approx(((5 + 2) / 2 - 1) * 25)
+    assert report.dimension_std["Clarity"] == 0.0  # a deterministic judge has no variance
+
+
+async def test_failed_judgments_are_retried_only_when_asked(tmp_path: Path, model_or_judge: Reply) -> None:
+    out = tmp_path / "judge.jsonl"
+    predictions = [_prediction("good")]
+    with ScriptedServer(lambda _: "nope") as server:
+        result = await judge(_client(server), predictions, out, retries=0)
+    assert result.failed == 1
+    with ScriptedServer(model_or_judge) as server:
+        assert (await judge(_client(server), predictions, out)).skipped == 1
+        assert server.calls == []
+        assert (await judge(_client(server), predictions, out, retry_failed=True)).done == 1
+    report = score_run(predictions, read_judgments(out))
+    assert report.judge_failures == 0 and report.overall.quality_score == 100.0
+
+
+def test_stages_can_run_from_sync_code(tmp_path: Path, model_or_judge: Reply) -> None:
+    with ScriptedServer(model_or_judge) as server:
+        result = asyncio.run(predict(_client(server), ITEMS[:1], tmp_path / "p.jsonl", max_tokens=8))
+    assert result.done == 1
