@@ -57,9 +57,7 @@ def length_score_expr(required: str | pl.Expr = "length", actual: str | pl.Expr 
     return (
         pl.struct(x.alias("x"), y.alias("y"))
         .map_batches(
-            lambda s: pl.Series(
-                _length_scores_numpy(s.struct.field("x").to_numpy(), s.struct.field("y").to_numpy())
-            ),
+            lambda s: pl.Series(_length_scores_numpy(s.struct.field("x").to_numpy(), s.struct.field("y").to_numpy())),
             return_dtype=pl.Float64,
         )
         .alias("length_score")
