@@ -23,8 +23,20 @@ def test_predict_judge_score_report_pipeline(
         pred = tmp_path / "pred.jsonl"
         result = runner.invoke(
             app,
-            ["predict", *common, "--data", "longbench_write_en", "--data-dir", str(data_dir), "--limit", "3"]
-            + ["--max-tokens", "200", "--out", str(pred)],
+            [
+                "predict",
+                *common,
+                "--data",
+                "longbench_write_en",
+                "--data-dir",
+                str(data_dir),
+                "--limit",
+                "3",
+                "--max-tokens",
+                "200",
+                "--out",
+                str(pred),
+            ],
         )
         assert result.exit_code == 0, result.output
         assert len(pred.read_text().splitlines()) == 3
@@ -42,8 +54,17 @@ def test_predict_judge_score_report_pipeline(
     out = tmp_path / "report"
     result = runner.invoke(
         app,
-        ["report", "--predictions", str(pred), "--judgments", str(judged), "--out-dir", str(out)]
-        + ["--compare", str(tmp_path / "s.json")],
+        [
+            "report",
+            "--predictions",
+            str(pred),
+            "--judgments",
+            str(judged),
+            "--out-dir",
+            str(out),
+            "--compare",
+            str(tmp_path / "s.json"),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir()} == {"report.md", "report.json", "report.png"}
@@ -59,8 +80,21 @@ def test_ruler_writes_predictions_and_a_length_report(
     with ScriptedServer(model_or_judge) as server:
         result = runner.invoke(
             app,
-            ["ruler", "--base-url", server.base_url, "--model", "m", "--data-dir", str(data_dir)]
-            + ["--limit", "2", "--out-dir", str(tmp_path), "--max-tokens", "50"],
+            [
+                "ruler",
+                "--base-url",
+                server.base_url,
+                "--model",
+                "m",
+                "--data-dir",
+                str(data_dir),
+                "--limit",
+                "2",
+                "--out-dir",
+                str(tmp_path),
+                "--max-tokens",
+                "50",
+            ],
         )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
