@@ -9,7 +9,7 @@ import pytest
 import torch
 
 
-def tiny_llama(attn_implementation: str = "sdpa", vocab_size: int = 97):
+def _tiny_llama(attn_implementation: str = "sdpa", vocab_size: int = 97):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -28,8 +28,9 @@ def tiny_llama(attn_implementation: str = "sdpa", vocab_size: int = 97):
 
 
 @pytest.fixture
-def tiny_model():
-    return tiny_llama()
+def tiny_llama():
+    """Factory of a seeded random 2-layer Llama with a 97-token vocabulary (sub-second steps)."""
+    return _tiny_llama
 
 
 @pytest.fixture(scope="session")

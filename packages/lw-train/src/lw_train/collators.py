@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
 from lw_core import LWError
 
 IGNORE_INDEX = -100

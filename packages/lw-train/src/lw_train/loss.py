@@ -22,9 +22,8 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
-
 from lw_core import LWError
+from torch.utils.checkpoint import checkpoint
 
 from .collators import IGNORE_INDEX
 
@@ -97,8 +96,14 @@ def chunked_cross_entropy(
     if chunk_size < 1:
         raise LossError(f"chunk_size must be >= 1, got {chunk_size}")
     losses = [
-        checkpoint(_chunk_loss, hidden[start : start + chunk_size], weight, bias, targets[start : start + chunk_size],
-                   use_reentrant=False)
+        checkpoint(
+            _chunk_loss,
+            hidden[start : start + chunk_size],
+            weight,
+            bias,
+            targets[start : start + chunk_size],
+            use_reentrant=False,
+        )
         if torch.is_grad_enabled()
         else _chunk_loss(hidden[start : start + chunk_size], weight, bias, targets[start : start + chunk_size])
         for start in range(0, hidden.shape[0], chunk_size)
