@@ -1,8 +1,8 @@
 """The output length a prompt asks for, read from its text ("5000 words", "10,000-word", "3000字", "两千字").
 
 Counts are in the paper's unit: words for English, characters for Chinese. A range ("2000-3000 words",
-"2000到3000字") gives its midpoint; "1.5k" and "1.5万" are expanded; when a prompt names several lengths the
-largest wins (it is the document's, the smaller ones are usually per-section).
+"2000到3000字") gives its upper bound, as LongBench-Write's labels do; "1.5k" and "1.5万" are expanded; when a
+prompt names several lengths the largest wins (it is the document's, the smaller ones are usually per-section).
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ _EN = re.compile(
 _ZH_NUM = rf"(?:{_NUM})\s*万?|[零〇一二两三四五六七八九十百千万]+"
 #: Smaller Chinese counts are words, not lengths: 十字路口 is a crossroads, not a ten-character text.
 _ZH_MIN = 20
-_ZH = re.compile(rf"(?P<lo>{_ZH_NUM})\s*(?:(?:-|–|~|～|到|至)\s*(?P<hi>{_ZH_NUM}))?\s*(?:个)?\s*(?:汉字|中文字|字)")
+_ZH = re.compile(
+    rf"(?P<lo>{_ZH_NUM})\s*(?:(?:-|–|~|～|到|至)\s*(?P<hi>{_ZH_NUM}))?\s*(?:个)?\s*(?:汉字|中文字|字|词|单词)"
+    rf"|字数(?:要求)?\s*[:：为是]?\s*(?:约|大约|不少于|不低于)?\s*(?P<lo2>{_ZH_NUM})"
+)
 
 
 def chinese_number(text: str) -> int | None:
@@ -84,18 +87,18 @@ def extract_length(prompt: str) -> int | None:
     >>> extract_length("Write a 10,000-word story"), extract_length("写一篇两千字的散文")
     (10000, 2000)
     >>> extract_length("An essay of 1.5k words"), extract_length("2000-3000 words on tides")
-    (1500, 2500)
+    (1500, 3000)
     """
     found: list[float] = []
     for m in _EN.finditer(prompt):
         lo = _value(m["lo"], m["mult"] or m["mult2"])
         hi = _value(m["hi"], m["mult2"] or m["mult"])
         if lo is not None:
-            found.append((lo + hi) / 2 if hi is not None else lo)
+            found.append(max(lo, hi or 0))
     for m in _ZH.finditer(prompt):
-        lo, hi = _value(m["lo"]), _value(m["hi"])
+        lo, hi = _value(m["lo"] or m["lo2"]), _value(m["hi"])
         if lo is not None and lo >= _ZH_MIN:
-            found.append((lo + hi) / 2 if hi is not None else lo)
+            found.append(max(lo, hi or 0))
     found = [v for v in found if v >= 1]
     return round(max(found)) if found else None
 
