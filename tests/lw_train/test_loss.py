@@ -44,7 +44,7 @@ def test_packed_logits_equal_each_sample_alone(attn, block_mask, tiny_llama):
 
 
 def test_regression_kv_cache_breaks_isolation_without_block_mask(tiny_llama):
-    """transformers only derives the packed mask when no cache is created: this is why model_loss sets use_cache=False."""
+    """transformers derives the packed mask only when no cache is created, hence use_cache=False in model_loss."""
     model = tiny_llama().eval()
     batch = PackedCollator()(SAMPLES)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -128,7 +128,7 @@ def test_chunked_cross_entropy_equals_full_with_gradients():
 
 
 def test_counts_ignore_the_dummy_segment_and_untrained_samples():
-    samples = SAMPLES[:2] + [{"input_ids": [1, 2, 3], "labels": [-100, -100, -100]}]
+    samples = [*SAMPLES[:2], {"input_ids": [1, 2, 3], "labels": [-100, -100, -100]}]
     counts = count_targets(PackedCollator(pad_to_multiple_of=64)(samples))
     trained = sum(sum(t != -100 for t in s["labels"][1:]) for s in SAMPLES[:2])
     assert counts == TargetCounts(tokens=trained, sequences=2)

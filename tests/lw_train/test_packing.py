@@ -83,7 +83,7 @@ def test_seed_shuffles_whole_steps():
 
 
 def test_packing_imports_without_torch():
-    code = "import sys; sys.modules['torch'] = None; import lw_train; from lw_train.packing import pack; print(pack([1], 2))"
+    code = "import sys; sys.modules['torch'] = None; import lw_train; print(lw_train.pack([1], 2))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[[0]]"
