@@ -1,0 +1,43 @@
+"""count_words_batch's polars path: exact on the characters it accepts, and those checked one by one."""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lw_core import count_words, count_words_batch
+from lw_core.text import AGREED_CHARS
+
+
+def _agreed_code_points() -> list[str]:
+    spans = re.findall(r"\\x([0-9a-f]{2})-\\x([0-9a-f]{2})|\\u([0-9a-f]{4})-\\u([0-9a-f]{4})", AGREED_CHARS)
+    out = []
+    for a, b, c, d in spans:
+        low, high = (int(a, 16), int(b, 16)) if a else (int(c, 16), int(d, 16))
+        out += [chr(code) for code in range(low, high + 1)]
+    return out
+
+
+def test_python_and_polars_agree_on_word_characters_for_every_accepted_code_point() -> None:
+    chars = _agreed_code_points()
+    assert len(chars) > 20_000  # the parse above found every range
+    rust = pl.Series(chars).str.contains(r"^\w$").to_list()
+    python = [re.fullmatch(r"\w", c) is not None for c in chars]
+    assert [hex(ord(c)) for c, r, p in zip(chars, rust, python, strict=True) if r != p] == []
+    assert all(re.fullmatch(AGREED_CHARS, c) for c in chars)
+
+
+_EDGES = st.sampled_from([*"ab Z9_ ,.中文一鿿，。：（）「」ＡＢ１２＿〪〭\u3029\u3030é\u0301ß٣²\u200d😀", "\ufeff"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.text(alphabet=_EDGES, max_size=30), min_size=1, max_size=20))
+def test_batch_equals_scalar_on_texts_near_the_accepted_set(texts: list[str]) -> None:
+    assert count_words_batch(texts) == [count_words(t) for t in texts]
+
+
+def test_order_is_kept_across_the_three_paths() -> None:
+    texts = ["plain ascii words", "中文 and English，混合", "café au lait", "", "x〪y", "ok"]
+    assert count_words_batch(texts) == [count_words(t) for t in texts] == [3, 6, 2, 0, 2, 1]
