@@ -100,7 +100,8 @@ def clean_response(sections: pl.Expr, text: pl.Expr, prompt: pl.Expr) -> tuple[p
     unechoed = pl.when(prompt.is_not_null() & joined.str.starts_with(prompt)).then(
         joined.str.slice(prompt.str.len_chars())
     )
-    response = unechoed.otherwise(joined).str.strip_chars()
+    # a section that echoed the prompt may carry its header right after the echo
+    response = _strip_artefacts(unechoed.otherwise(joined).str.strip_chars())
     empty_section = has_sections & cleaned.list.eval((e.str.len_bytes() == 0).any()).list.first()
     return response, empty_section.fill_null(False)
 

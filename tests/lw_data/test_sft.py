@@ -1,0 +1,170 @@
+"""From AgentWrite documents to SFT chats: each filter, the cleaning, and safe file handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from lw_core import RecordError, SFTRecord, read_jsonl
+from lw_data import SFTFilters, build_sft, build_sft_file, read_documents
+from lw_data.sft import DOCUMENT_SCHEMA, documents_frame
+
+LOOSE = SFTFilters(min_words=10, max_words=10_000)
+
+
+def frame_of(make: Any, *docs: dict[str, Any]) -> pl.DataFrame:
+    return documents_frame(pl.DataFrame(list(docs), schema=DOCUMENT_SCHEMA))
+
+
+def reason(make: Any, doc: dict[str, Any], filters: SFTFilters = LOOSE) -> str | None:
+    kept, rejects = build_sft(frame_of(make, doc), filters)
+    assert kept.height + rejects.height == 1
+    return rejects["reason"][0] if rejects.height else None
+
+
+@pytest.mark.parametrize(
+    ("build", "filters", "expected"),
+    [
+        (lambda m: m.document("a", "Write 100 words", [m.prose(100)]), LOOSE, None),
+        (lambda m: m.document("a", "", [m.prose(100)]), LOOSE, "missing prompt"),
+        (lambda m: m.document("a", "Write", [m.prose(100)], status="failed"), LOOSE, "failed"),
+        (lambda m: m.document("a", "Write", [m.prose(100)], status="truncated"), LOOSE, "truncated"),
+        (
+            lambda m: m.document("a", "Write", [m.prose(100)], status="truncated"),
+            LOOSE.model_copy(update={"keep_truncated": True}),
+            None,
+        ),
+        (lambda m: {**m.document("a", "Write", []), "text": "  "}, LOOSE, "empty response"),
+        (
+            lambda m: m.document("a", "Write", [m.prose(100), "Paragraph 2 - Main point: the end\n"]),
+            LOOSE,
+            "empty section",
+        ),
+        (lambda m: m.document("a", "Write", [m.prose(5)]), LOOSE, "too short"),
+        (lambda m: m.document("a", "Write", [m.prose(200)]), LOOSE.model_copy(update={"max_words": 150}), "too long"),
+        (lambda m: m.document("a", "Write 1000 words", [m.prose(300)], length=1000), LOOSE, "shorter than requested"),
+        (lambda m: m.document("a", "Write 100 words", [m.prose(300)]), LOOSE, "longer than requested"),
+        (lambda m: m.document("a", "Write", ["I am a writer. " * 40]), LOOSE, "repetitive"),
+        (lambda m: m.document("a", "写一篇100字的文章", ["我是一个作家。" * 20]), LOOSE, "repetitive"),
+        (lambda m: m.document("a", "写一篇100字的文章", [m.chinese(100)]), LOOSE, None),
+    ],
+)
+def test_each_filter(make: Any, build: Any, filters: SFTFilters, expected: str | None) -> None:
+    assert reason(make, build(make), filters) == expected
+
+
+def test_first_failing_check_is_the_reason(make: Any) -> None:
+    doc = make.document("a", "Write", ["loop loop loop loop"], status="failed")
+    assert reason(make, doc) == "failed"
+
+
+def test_requested_length_comes_from_the_record_then_the_prompt(make: Any) -> None:
+    frame = frame_of(
+        make,
+        make.document("a", "Write 500 words", ["x"], length=300),
+        make.document("b", "Write 500 words", ["x"]),
+        make.document("c", "Write a poem", ["x"]),
+    )
+    assert frame["requested"].to_list() == [300, 500, None]
+
+
+def test_cleaning_strips_planning_artefacts_and_echoed_prompt(make: Any) -> None:
+    body1, body2, body3 = make.prose(40, 1), make.prose(40, 2), make.prose(40, 3)
+    doc = make.document(
+        "a",
+        "Write about tides",
+        [
+            f"Write about tides\n\nParagraph 1 - Main point: tides\nWord count: 40 words\n{body1}",
+            f"**Section 2:** Moon\n{body2}",
+            f"## Part 3. The end\n\n{body3}",
+        ],
+    )
+    kept, _ = build_sft(frame_of(make, doc), LOOSE)
+    response = kept["messages"][0][1]["content"]
+    assert response == f"{body1}\n\n{body2}\n\n{body3}"
+
+
+def test_chinese_artefacts_are_stripped(make: Any) -> None:
+    one, two = make.chinese(60, 1), make.chinese(60, 2)
+    doc = make.document("a", "写120字", [f"段落1：开头\n字数要求：60字\n{one}", f"第二部分：结尾\n{two}"])
+    kept, _ = build_sft(frame_of(make, doc), LOOSE)
+    assert kept["messages"][0][1]["content"] == f"{one}\n\n{two}"
+
+
+def test_headers_inside_the_text_are_kept(make: Any) -> None:
+    text = f"{make.prose(30, 1)}\nPart 2 of the journey began at dawn.\n{make.prose(30, 2)}"
+    kept, _ = build_sft(frame_of(make, make.document("a", "Write", [text])), LOOSE)
+    assert kept["messages"][0][1]["content"] == text
+
+
+def test_text_is_used_when_there_are_no_sections(make: Any) -> None:
+    body = make.prose(50)
+    doc = {**make.document("a", "Write", []), "text": f"Paragraph 1 - intro\n{body}"}
+    kept, _ = build_sft(frame_of(make, doc), LOOSE)
+    assert kept["messages"][0][1]["content"] == body
+
+
+def test_records_are_sft_records_with_meta_and_system_prompt(make: Any) -> None:
+    doc = make.document("a", "写一篇100字的文章", [make.chinese(100)], type="prose")
+    doc["instruction"]["type"] = "prose"
+    kept, _ = build_sft(frame_of(make, doc), LOOSE.model_copy(update={"system_prompt": "You are LongWriter."}))
+    record = SFTRecord.model_validate(kept.to_dicts()[0])
+    assert [m.role for m in record.messages] == ["system", "user", "assistant"]
+    assert record.messages[0].content == "You are LongWriter."
+    assert record.meta["language"] == "zh" and record.meta["type"] == "prose"
+    assert record.meta["words"] == 100 and record.meta["requested"] == 100
+
+
+def test_build_file_writes_outputs_and_rejects(tmp_path: Path, make: Any) -> None:
+    docs = [make.document(f"d{i}", "Write 100 words", [make.prose(100, i)]) for i in range(7)]
+    docs[3]["status"] = "failed"
+    docs[5]["sections"][0]["text"] = "loop again " * 60
+    path = make.write_lines(tmp_path / "docs.jsonl", docs)
+    done: list[int] = []
+    summary = build_sft_file(path, tmp_path / "sft.jsonl", filters=LOOSE, batch_rows=3, progress=done.append)
+    assert (summary.read, summary.kept) == (7, 5) and sum(done) == 7
+    assert summary.rejected == {"failed": 1, "repetitive": 1}
+    assert [r.id for r in read_jsonl(tmp_path / "sft.jsonl", SFTRecord)] == ["d0", "d1", "d2", "d4", "d6"]
+    rejects = [json.loads(line) for line in (tmp_path / "sft.rejects.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["reason"], r["line"]) for r in rejects] == [("d3", "failed", 4), ("d5", "repetitive", 6)]
+    assert summary.measures.columns == ["id", "language", "type", "words", "requested"]
+
+
+def test_bad_line_names_file_and_line_and_writes_nothing(tmp_path: Path, make: Any) -> None:
+    docs = [make.document(f"d{i}", "Write", [make.prose(50, i)]) for i in range(5)]
+    path = make.write_lines(tmp_path / "docs.jsonl", docs)
+    lines = path.read_text().splitlines()
+    lines[3] = '{"id": "d3", "instruction": {"prompt": "x"'
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "sft.jsonl"
+    out.write_text("previous good output\n")
+    with pytest.raises(RecordError, match=r"docs\.jsonl:4"):
+        build_sft_file(path, out, filters=LOOSE, batch_rows=2)
+    assert out.read_text() == "previous good output\n"
+    assert not (tmp_path / "sft.rejects.jsonl").exists()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_torn_last_line_is_skipped(tmp_path: Path, make: Any) -> None:
+    docs = [make.document(f"d{i}", "Write", [make.prose(50, i)]) for i in range(3)]
+    path = make.write_lines(tmp_path / "docs.jsonl", docs)
+    with path.open("a") as fh:
+        fh.write('{"id": "d3", "instru')
+    summary = build_sft_file(path, tmp_path / "sft.jsonl", filters=LOOSE)
+    assert summary.read == 3 and summary.kept == 3
+
+
+def test_non_object_line_is_an_error(tmp_path: Path, make: Any) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text(json.dumps(make.document("a", "Write", ["x"])) + "\n[1, 2]\n")
+    with pytest.raises(RecordError, match=r"docs\.jsonl:2: expected a JSON object"):
+        build_sft_file(path, tmp_path / "sft.jsonl")
+
+
+def test_read_documents_ignores_unknown_fields(tmp_path: Path, make: Any) -> None:
+    doc = make.document("a", "Write", ["x"], model="m", usage={"calls": 3}, elapsed_s=1.5)
+    frame = read_documents(make.write_lines(tmp_path / "docs.jsonl", [doc]))
+    assert frame["id"].to_list() == ["a"] and frame["sections"].to_list() == [["x"]]

@@ -1,0 +1,80 @@
+"""The polars text measures give the same numbers as their plain-Python definitions."""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lw_core import count_words, detect_language
+from lw_data._text import language, normalize, repetition, word_counts
+
+TRICKY = [
+    "Hello, world! 你好",
+    "don't stop 42 times",
+    "café naïve résumé",  # letters next to non-ASCII letters are not words
+    "x\u0301yz abc",  # combining mark: Rust and Python disagree on \b here
+    "snake_case and CamelCase",
+    "中文English混排text测试",
+    "①②③ abc ² def",
+    "",
+]
+
+
+def reference_repetition(text: str, n: int = 4) -> float:
+    text = re.sub(r"[\n\t\r]", " ", text).lower()
+    text = re.sub(r"([\u4e00-\u9fff])", r" \1 ", text)
+    words = [w for w in text.split(" ") if w]
+    grams = list(zip(*(words[i:] for i in range(n)), strict=False))
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def test_word_counts_on_tricky_texts() -> None:
+    assert word_counts(pl.Series(TRICKY)).to_list() == [count_words(t) for t in TRICKY]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from("ab Z9_-'.\n你好é\u0301²"), max_size=40), max_size=8))
+def test_word_counts_match_count_words(texts: list[str]) -> None:
+    assert word_counts(pl.Series(texts, dtype=pl.String)).to_list() == [count_words(t) for t in texts]
+
+
+def test_word_counts_keep_nulls() -> None:
+    assert word_counts(pl.Series(["a b", None])).to_list() == [2, None]
+
+
+def test_repetition_scores_loops_high_and_prose_low() -> None:
+    loop = "I am a writer. " * 50
+    prose = " ".join(f"word{i}" for i in range(400))
+    zh_loop = "我是一个作家。" * 40
+    texts = [loop, prose, zh_loop, "too short", ""]
+    scores = pl.DataFrame({"t": texts}).select(repetition(pl.col("t"))).to_series().to_list()
+    assert scores[0] > 0.9 and scores[2] > 0.9
+    assert scores[1] == 0.0 and scores[3] == 0.0 and scores[4] == 0.0
+    for n in (1, 2, 4, 6):
+        got = pl.DataFrame({"t": texts}).select(repetition(pl.col("t"), n)).to_series().to_list()
+        assert got == [reference_repetition(t, n) for t in texts]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab c\n你我"), max_size=120))
+def test_repetition_matches_reference(text: str) -> None:
+    got = pl.DataFrame({"t": [text]}).select(repetition(pl.col("t"))).item()
+    assert abs(got - reference_repetition(text)) < 1e-12
+
+
+def test_normalize_makes_near_duplicates_equal() -> None:
+    variants = [
+        "Write a 5000-word essay!",
+        "  write a 5000 word essay ",
+        "WRITE A 5000 WORD ESSAY.",
+        "Ｗrite a 5000 word essay",
+    ]
+    assert pl.DataFrame({"t": variants}).select(normalize(pl.col("t"))).to_series().n_unique() == 1
+
+
+def test_language_matches_detect_language() -> None:
+    texts = ["Write a story", "写一篇故事", "用English写 a story", "写a"]
+    got = pl.DataFrame({"t": texts}).select(language(pl.col("t"))).to_series().to_list()
+    assert got == [detect_language(t) for t in texts]
