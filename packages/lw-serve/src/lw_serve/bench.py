@@ -81,7 +81,8 @@ def measure_generate(folder: str, streams: Sequence[int], max_tokens: int, dtype
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).eval()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+    model.eval()  # type: ignore[no-untyped-call]
     results = []
     with torch.inference_mode():
         for n in streams:

@@ -44,19 +44,19 @@ def _backend(
     tp_size: int,
     api_key: str | None,
 ) -> Backend | None:
+    if replicas > 1 and name != "sglang":
+        raise typer.BadParameter("replicas need --backend sglang", param_hint="--replicas")
     if name is None:
         return None
     if name == "llamacpp":
-        options = {"threads": threads, "api_key": api_key}
-        options |= {"ctx_size": ctx_size} if ctx_size else {}
-        options |= {"parallel": parallel} if parallel else {}
-        return LlamaCppBackend(**options)  # type: ignore[arg-type]
+        defaults = LlamaCppBackend()
+        return LlamaCppBackend(threads=threads, api_key=api_key, ctx_size=ctx_size or defaults.ctx_size,
+                               parallel=parallel or defaults.parallel)  # fmt: skip
     if name == "transformers":
         return TransformersBackend(continuous_batching=continuous_batching)
     if name == "sglang":
-        options = {"replicas": replicas, "tp_size": tp_size, "api_key": api_key}
-        options |= {"context_length": ctx_size} if ctx_size else {}
-        return SGLangBackend(**options)  # type: ignore[arg-type]
+        context = ctx_size or SGLangBackend().context_length
+        return SGLangBackend(replicas=replicas, tp_size=tp_size, api_key=api_key, context_length=context)
     raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint="--backend")
 
 

@@ -106,7 +106,7 @@ class SGLangEngineClient:
         backend = backend or SGLangBackend()
         backend.check_available()
         resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
-        import sglang
+        import sglang  # type: ignore[import-not-found,unused-ignore]
         from transformers import AutoTokenizer
 
         path = resolved.hf_folder()

@@ -137,7 +137,7 @@ def is_converted(folder: Path, gguf: Path) -> bool:
         recorded = json.loads(marker.read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return recorded.get("size") == _source_fingerprint(gguf)["size"]
+    return bool(recorded.get("size") == _source_fingerprint(gguf)["size"])
 
 
 def convert_gguf(gguf: Path, target: Path) -> Path:
