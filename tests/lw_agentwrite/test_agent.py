@@ -87,7 +87,9 @@ async def test_plan_is_requested_as_json_when_the_server_supports_it(scripted) -
         client = client_for(server, capabilities=Capabilities(json_schema=True))
         plan = await AgentWrite(client).plan(scripted.instructions(1)[0])
     assert server.calls[0]["response_format"]["type"] == "json_schema"
-    assert server.calls[0]["response_format"]["json_schema"]["schema"]["properties"]["steps"]["maxItems"] == 3
+    steps_schema = server.calls[0]["response_format"]["json_schema"]["schema"]["properties"]["steps"]
+    assert (steps_schema["minItems"], steps_schema["maxItems"]) == (1, 3)  # 300 words: 1..3 sections
+    assert steps_schema["items"]["properties"]["word_count"]["maximum"] == 1000
     assert [(s.main_point, s.word_count) for s in plan.steps] == [(f"T0 point {k}", 100) for k in (1, 2, 3)]
 
 

@@ -41,20 +41,23 @@ class PlanError(LWError):
         self.usage = usage or Usage()  # what the failed attempts cost
 
 
-def plan_schema(max_steps: int) -> dict[str, Any]:
+def plan_schema(max_steps: int, min_steps: int = 1, max_section_words: int | None = None) -> dict[str, Any]:
     """JSON schema of a plan, for servers that constrain output to a schema."""
+    word_count: dict[str, Any] = {"type": "integer", "minimum": min(50, max_section_words or 50)}
+    if max_section_words:
+        word_count["maximum"] = max_section_words
     step = {
         "type": "object",
         "properties": {
-            "main_point": {"type": "string", "minLength": 1, "maxLength": 400},
-            "word_count": {"type": "integer", "minimum": 1},
+            "main_point": {"type": "string", "minLength": 1, "maxLength": 300},
+            "word_count": word_count,
         },
         "required": ["main_point", "word_count"],
         "additionalProperties": False,
     }
     return {
         "type": "object",
-        "properties": {"steps": {"type": "array", "items": step, "minItems": 1, "maxItems": max_steps}},
+        "properties": {"steps": {"type": "array", "items": step, "minItems": min_steps, "maxItems": max_steps}},
         "required": ["steps"],
         "additionalProperties": False,
     }
@@ -71,6 +74,8 @@ class AgentWrite:
     section cut by ``max_tokens`` is kept as is and its ``finish_reason`` recorded, and the
     document's status becomes ``truncated``. ``on_section`` is called after each finished section,
     ``on_text`` with every streamed piece of text (``(instruction, step index, text)``).
+    ``max_section_words`` (the paper's 1000) bounds each step's budget: plans over it are rejected,
+    and JSON plans are constrained to it, which also sets their minimum number of steps.
     """
 
     client: ChatClient
@@ -78,6 +83,7 @@ class AgentWrite:
     temperature: float | None = 0.5
     top_p: float | None = 0.8
     max_steps: int = 50
+    max_section_words: int | None = 1000
     plan_attempts: int = 3
     plan_max_tokens: int = 1024
     tokens_per_word: float = 2.0
@@ -109,15 +115,22 @@ class AgentWrite:
         )
         use_json = bool(getattr(self.client.capabilities, "json_schema", False))
         max_steps = self._max_steps(instruction)
+        min_steps = 1
+        if instruction.length and self.max_section_words:
+            min_steps = min(max_steps, math.ceil(instruction.length / self.max_section_words))
+        schema = plan_schema(max_steps, min_steps, self.max_section_words)
         usage = Usage()
         reasons: list[str] = []
         for attempt in range(1, self.plan_attempts + 1):
+            temperature = self.temperature
+            if attempt > 1:  # a greedy retry would repeat the rejected plan
+                temperature = max(temperature or 0.0, 0.7)
             completion = await self.client.complete(
                 [{"role": "user", "content": prompt}],
                 max_tokens=self.plan_max_tokens,
-                temperature=self.temperature,
+                temperature=temperature,
                 top_p=self.top_p,
-                response_format=json_schema_format("plan", plan_schema(max_steps)) if use_json else None,
+                response_format=json_schema_format("plan", schema) if use_json else None,
             )
             usage += completion.usage
             try:
@@ -148,6 +161,8 @@ class AgentWrite:
         counts = [s.word_count for s in plan.steps if s.word_count is not None]
         if any(c == 0 for c in counts):
             return "a step has a word count of 0"
+        if self.max_section_words and counts and max(counts) > 2 * self.max_section_words:
+            return f"a step's word count {max(counts)} is over twice the section maximum {self.max_section_words}"
         if instruction.length and counts:
             if max(counts) > 4 * instruction.length:
                 return f"a step's word count {max(counts)} exceeds 4x the requested {instruction.length}"
