@@ -171,6 +171,7 @@ class Server:
             self.backend.check_available()
             ports = self._ports()
             self._workdir = Path(tempfile.mkdtemp(prefix="lw-serve-"))
+            self._logs = []
             launches = self.backend.launch(self.model, self.host, ports, self._workdir)
             self._port = launches[-1].port
             _live.add(self)
@@ -198,7 +199,7 @@ class Server:
             _signal_group(proc, signal.SIGKILL)  # also reaps children that outlived the leader
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-        if self._workdir is not None and self._log_path is None:
+        if self._workdir is not None:  # symlinks and default logs; a log_path lives elsewhere
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
         _live.discard(self)
