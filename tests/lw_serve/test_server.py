@@ -173,7 +173,8 @@ DRIVER = textwrap.dedent(
 def _driver(tmp_path: Path, body: str) -> tuple[subprocess.Popen[str], list[int]]:
     pidfile = tmp_path / "pids"
     script = DRIVER.format(here=str(Path(__file__).parent), pidfile=str(pidfile), body=body)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # a SIGKILLed driver cannot tidy its work dir
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc, _pids(pidfile)
 
