@@ -8,7 +8,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lw_core import count_words, detect_language
-from lw_data._text import language, normalize, repetition, word_counts
+from lw_data._text import language, normalize, repetition_scores, word_counts
 
 TRICKY = [
     "Hello, world! 你好",
@@ -48,19 +48,19 @@ def test_repetition_scores_loops_high_and_prose_low() -> None:
     loop = "I am a writer. " * 50
     prose = " ".join(f"word{i}" for i in range(400))
     zh_loop = "我是一个作家。" * 40
-    texts = [loop, prose, zh_loop, "too short", ""]
-    scores = pl.DataFrame({"t": texts}).select(repetition(pl.col("t"))).to_series().to_list()
+    texts = [loop, prose, zh_loop, "too short", "", None]
+    scores = repetition_scores(pl.Series(texts)).to_list()
     assert scores[0] > 0.9 and scores[2] > 0.9
-    assert scores[1] == 0.0 and scores[3] == 0.0 and scores[4] == 0.0
+    assert scores[1] == scores[3] == scores[4] == scores[5] == 0.0
     for n in (1, 2, 4, 6):
-        got = pl.DataFrame({"t": texts}).select(repetition(pl.col("t"), n)).to_series().to_list()
-        assert got == [reference_repetition(t, n) for t in texts]
+        got = repetition_scores(pl.Series(texts), n).to_list()
+        assert got == [reference_repetition(t or "", n) for t in texts]
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.text(alphabet=st.sampled_from("ab c\n你我"), max_size=120))
 def test_repetition_matches_reference(text: str) -> None:
-    got = pl.DataFrame({"t": [text]}).select(repetition(pl.col("t"))).item()
+    got = repetition_scores(pl.Series([text]))[0]
     assert abs(got - reference_repetition(text)) < 1e-12
 
 

@@ -40,29 +40,39 @@ def word_counts(texts: pl.Series) -> pl.Series:
     return out.scatter(fixes["i"], fixes["n"]).alias(texts.name)
 
 
-def tokens(col: pl.Expr) -> pl.Expr:
-    """Lower-cased tokens for repetition measures: whitespace-separated runs, each CJK ideograph on its own."""
-    spaced = col.str.to_lowercase().str.replace_all(r"([\u4e00-\u9fff])", " $1 ")
-    return spaced.str.split(" ").list.eval(pl.element().filter(pl.element().str.len_bytes() > 0))
+def repetition_scores(texts: pl.Series, n: int = 4) -> pl.Series:
+    """Repeated n-gram ratio of each text: 1 - distinct n-grams / all n-grams (0 = no repeats, near 1 = a loop).
 
-
-def repetition(col: pl.Expr, n: int = 4) -> pl.Expr:
-    """Repeated n-gram ratio: 1 - distinct n-grams / all n-grams (0 = no repeats, near 1 = a loop).
-
-    Tokens are split on single spaces after newlines and tabs become spaces; n-grams are compared by a 64-bit hash
-    of their tokens (collisions are negligible at these sizes). Texts with fewer than ``n`` tokens score 0.
+    Tokens are the lower-cased text split on spaces, newlines and tabs, with every CJK ideograph a token of its
+    own; n-grams are compared by a 64-bit hash of their tokens (collisions are negligible at these sizes). Texts
+    with fewer than ``n`` tokens score 0. Rows without CJK skip the ideograph splitting, which is the slow part.
     """
     if not 1 <= n <= len(_MULTIPLIERS):
         raise ValueError(f"n-gram size must be 1..{len(_MULTIPLIERS)}, got {n}")
     e = pl.element()
-    cleaned = col.str.replace_all(r"[\n\t\r]", " ")
-    hashed = tokens(cleaned).list.eval(e.hash())
+    frame = pl.DataFrame({"t": texts}).with_row_index("i")
+    frame = frame.with_columns(
+        t=pl.col("t").str.to_lowercase().str.replace_all(r"[\n\t\r]", " "), cjk=pl.col("t").str.contains(_CJK)
+    )
+    spaced = pl.col("t").str.replace_all(r"([\u4e00-\u9fff])", " $1 ")
+    split = pl.concat(
+        [
+            frame.filter(~pl.col("cjk")).select("i", tokens=pl.col("t").str.split(" ")),
+            frame.filter(pl.col("cjk")).select("i", tokens=spaced.str.split(" ")),
+        ]
+    )
+    hashed = split.select("i", h=pl.col("tokens").list.eval(e.filter(e.str.len_bytes() > 0).hash()))
     gram = e
     for k in range(1, n):
         gram = gram ^ (e.shift(-k) * _MULTIPLIERS[k])
-    distinct = hashed.list.eval(gram.drop_nulls().n_unique()).list.first()
-    total = hashed.list.len().cast(pl.Int64) - (n - 1)
-    return pl.when(total > 0).then(1.0 - distinct / total).otherwise(0.0)
+    counted = hashed.select(
+        "i",
+        distinct=pl.col("h").list.eval(gram.drop_nulls().n_unique()).list.first(),
+        total=pl.col("h").list.len().cast(pl.Int64) - (n - 1),
+    )
+    scores = counted.select("i", r=pl.when(pl.col("total") > 0).then(1.0 - pl.col("distinct") / pl.col("total")))
+    out = pl.Series(texts.name, [0.0] * texts.len(), dtype=pl.Float64)
+    return out.scatter(scores["i"], scores["r"].fill_null(0.0))
 
 
 # Odd 64-bit constants: each position in the n-gram multiplies its token hash by a different one, so word order

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel, Field
 
-from lw_data._text import repetition, word_counts
+from lw_data._text import repetition_scores, word_counts
 from lw_data.io import AtomicFile, iter_jsonl_batches
 from lw_data.lengths import extract_lengths
 
@@ -121,7 +121,7 @@ def build_sft(documents: pl.DataFrame, filters: SFTFilters | None = None) -> tup
     frame = documents.with_columns(response=response, empty_section=empty_section)
     frame = frame.with_columns(
         words=word_counts(frame["response"]),
-        repetition=repetition(pl.col("response"), f.ngram),
+        repetition=repetition_scores(frame["response"], f.ngram),
     ).with_columns(ratio=pl.col("words") / pl.col("requested"))
     status = pl.col("status")
     checks = [
