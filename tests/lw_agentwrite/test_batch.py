@@ -149,3 +149,27 @@ def test_cli_errors_are_one_line_with_exit_code_1(tmp_path: Path) -> None:
     assert invalid.returncode == 1 and "bad.jsonl:2" in invalid.stderr and "prompt" in invalid.stderr
     usage = subprocess.run(_cli("run", "--bogus"), capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_cli_shards_split_the_input_and_plan_then_write(tmp_path: Path, scripted) -> None:
+    instructions = scripted.instructions(4)
+    write_jsonl(tmp_path / "in.jsonl", instructions)
+    with ScriptedServer(scripted.reply) as server:
+        common = ["--base-url", server.base_url, "--model", "scripted", "--quiet"]
+        planned = subprocess.run(
+            _cli("plan", "--in", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "plans.jsonl"), *common),
+            capture_output=True, text=True)  # fmt: skip
+        assert planned.returncode == 0, planned.stderr
+        for shard in ("0/2", "1/2"):
+            wrote = subprocess.run(
+                _cli("write", "--in", str(tmp_path / "in.jsonl"), "--plans", str(tmp_path / "plans.jsonl"),
+                     "--out", str(tmp_path / f"docs{shard[0]}.jsonl"), "--shard", shard, *common),
+                capture_output=True, text=True)  # fmt: skip
+            assert wrote.returncode == 0, wrote.stderr
+        bad = subprocess.run(_cli("run", "--in", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "x.jsonl"),
+                                  "--shard", "2/2", *common), capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 1 and "--shard '2/2'" in bad.stderr
+    shards = [[d.id for d in read_jsonl(tmp_path / f"docs{i}.jsonl", Document)] for i in (0, 1)]
+    assert sorted(shards[0]) == sorted(i.id for i in instructions[0::2])
+    assert sorted(shards[1]) == sorted(i.id for i in instructions[1::2])
+    assert len(server.calls) == 4 + 4 * 3  # plans once, then sections only

@@ -39,6 +39,10 @@ WritePrompt = Annotated[Path | None, typer.Option(help="Write prompt template fi
 MaxSectionTokens = Annotated[int, typer.Option(min=16, help="Upper bound on max_tokens of any section call.")]
 Temperature = Annotated[float, typer.Option(min=0.0, help="Sampling temperature.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Shard = Annotated[
+    str | None,
+    typer.Option(help="Run only shard I of N ('I/N', 0-based) of the input (one per driver machine)."),
+]
 
 
 @app.command()
@@ -54,10 +58,11 @@ def plan(
     plan_prompt: PlanPrompt = None,
     temperature: Temperature = 0.5,
     quiet: Quiet = False,
+    shard: Shard = None,
 ) -> None:
     """Plan every instruction: one lw_core.Plan per line (edit them, then `write`)."""
     _main("plan", in_path, out, base_url, model, api_key, concurrency, cache, json_plan, plan_prompt, None, 8192,
-          temperature, None, quiet)  # fmt: skip
+          temperature, None, quiet, shard)  # fmt: skip
 
 
 @app.command()
@@ -74,10 +79,11 @@ def write(
     max_section_tokens: MaxSectionTokens = 8192,
     temperature: Temperature = 0.5,
     quiet: Quiet = False,
+    shard: Shard = None,
 ) -> None:
     """Write every instruction from its given plan: one lw_core.Document per line."""
     _main("write", in_path, out, base_url, model, api_key, concurrency, cache, False, None, write_prompt,
-          max_section_tokens, temperature, plans, quiet)  # fmt: skip
+          max_section_tokens, temperature, plans, quiet, shard)  # fmt: skip
 
 
 @app.command()
@@ -95,10 +101,11 @@ def run(
     max_section_tokens: MaxSectionTokens = 8192,
     temperature: Temperature = 0.5,
     quiet: Quiet = False,
+    shard: Shard = None,
 ) -> None:
     """Plan and write every instruction: one lw_core.Document per line. Killed runs resume where they stopped."""
     _main("run", in_path, out, base_url, model, api_key, concurrency, cache, json_plan, plan_prompt, write_prompt,
-          max_section_tokens, temperature, None, quiet)  # fmt: skip
+          max_section_tokens, temperature, None, quiet, shard)  # fmt: skip
 
 
 def _main(
@@ -117,6 +124,7 @@ def _main(
     temperature: float,
     plans_path: Path | None,
     quiet: bool,
+    shard: str | None,
 ) -> None:
     logging.basicConfig(
         level=logging.WARNING, handlers=[RichHandler(console=err, show_path=False)], format="%(message)s"
@@ -126,6 +134,9 @@ def _main(
             if path is not None and not path.is_file():
                 raise LWError(f"{path}: no such file")
         instructions = list(read_jsonl(in_path, Instruction))
+        if shard is not None:
+            index, count = _shard(shard)
+            instructions = instructions[index::count]
         plans = read_plans(plans_path) if plans_path is not None else None
         prompts = None
         if plan_prompt is not None or write_prompt is not None:
@@ -178,3 +189,10 @@ def _with_progress(
                 agent, instructions, out, mode=mode, plans=plans, cache=cache, concurrency=concurrency, progress=update
             )
         )
+
+
+def _shard(value: str) -> tuple[int, int]:
+    index, _, count = value.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise LWError(f"--shard {value!r}: expected I/N with 0 <= I < N, e.g. --shard 0/4")
+    return int(index), int(count)
