@@ -108,6 +108,14 @@ def test_start_health_client_and_clean_stop(tmp_path: Path) -> None:
     assert not server.running
 
 
+async def test_async_context_manager(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids"
+    async with Server(MODEL, FakeBackend("ok", pidfile)) as server:
+        assert server.running
+        pids = _pids(pidfile)
+    assert _gone(pids)
+
+
 def test_sigterm_ignored_escalates_to_sigkill(tmp_path: Path) -> None:
     pidfile = tmp_path / "pids"
     server = Server(MODEL, FakeBackend("stubborn", pidfile)).start()

@@ -103,6 +103,10 @@ def up(
                 console.print(f"base_url: {server.base_url}", highlight=False)
                 console.print(f"model:    {server.model_name}", highlight=False)
                 console.print(f"backend:  {server.backend.name} {server.capabilities}", highlight=False)
+                console.print(
+                    f"use it: OpenAIChatClient(base_url={server.base_url!r}, model={server.model_name!r})",
+                    style="dim", highlight=False, soft_wrap=True,
+                )  # fmt: skip
                 console.print("Ctrl-C to stop", style="dim")
                 try:
                     while not stop.wait(0.5):

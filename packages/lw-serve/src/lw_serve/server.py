@@ -7,6 +7,7 @@ group, from ``stop()``, ``__exit__`` (Ctrl-C included) and ``atexit`` — so no 
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import ctypes
@@ -209,6 +210,13 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    async def __aenter__(self) -> Server:
+        """``async with Server(...)``: start in a worker thread so the event loop keeps running."""
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
 
     def __repr__(self) -> str:
         where = self.base_url if self._port else "not started"
