@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import statistics
@@ -171,7 +172,7 @@ def main() -> None:
     pools = sentence_pool(rng, 20_000)
     filters = SFTFilters()
     work = Path(tempfile.mkdtemp(prefix="lw-data-bench-"))
-    fast_s = slow_s = 0.0
+    fast_s = slow_s = fast_cpu = slow_cpu = 0.0
     fast_rows = slow_rows = fast_bytes = slow_bytes = kept = 0
     all_measures: list[pl.DataFrame] = []
     agree = True
@@ -183,25 +184,25 @@ def main() -> None:
                 fh.write(json.dumps(make_document(i, rng, pools, args.words), ensure_ascii=False) + "\n")
         size = path.stat().st_size
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         summary = build_sft_file(path, work / "sft.jsonl", work / "rejects.jsonl", filters)
         all_measures.append(summary.measures)
-        fast_s += time.perf_counter() - t0
+        fast_s, fast_cpu = fast_s + time.perf_counter() - t0, fast_cpu + time.process_time() - c0
         fast_rows, fast_bytes, kept = fast_rows + n, fast_bytes + size, kept + summary.kept
 
         if slow_rows < args.baseline_rows:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             measures = py_build_sft(path, work / "py_sft.jsonl", work / "py_rejects.jsonl", filters)
             py_summarize(measures)
-            slow_s += time.perf_counter() - t0
+            slow_s, slow_cpu = slow_s + time.perf_counter() - t0, slow_cpu + time.process_time() - c0
             slow_rows, slow_bytes = slow_rows + n, slow_bytes + size
             agree &= [m["id"] for m in measures] == summary.measures["id"].to_list()
             agree &= [m["words"] for m in measures] == summary.measures["words"].to_list()
         print(f"  {start + n:>7} documents, {fast_bytes / 1e6:,.0f} MB, lw-data {fast_s:.1f} s", flush=True)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     table = summarize(pl.concat(all_measures))
-    fast_s += time.perf_counter() - t0
+    fast_s, fast_cpu = fast_s + time.perf_counter() - t0, fast_cpu + time.process_time() - c0
     print(table)
     fast_rate, slow_rate = fast_rows / fast_s, slow_rows / slow_s
     print(
@@ -211,6 +212,10 @@ def main() -> None:
     print(f"lw-data (polars):  {fast_rate:10,.0f} rows/s  {fast_bytes / fast_s / 1e6:8.1f} MB/s  ({fast_s:.1f} s)")
     print(f"pure Python:       {slow_rate:10,.0f} rows/s  {slow_bytes / slow_s / 1e6:8.1f} MB/s  ({slow_rows:,} rows)")
     print(f"speed-up:          {fast_rate / slow_rate:10.1f}x   (same kept ids and word counts: {agree})")
+    cpu_ratio = (slow_cpu / slow_rows) / (fast_cpu / fast_rows)
+    fast_ms, slow_ms = fast_cpu / fast_rows * 1e3, slow_cpu / slow_rows * 1e3
+    print(f"CPU per row:       lw-data {fast_ms:.2f} ms (all threads), Python {slow_ms:.2f} ms: {cpu_ratio:.1f}x")
+    print(f"threads: polars {pl.thread_pool_size()}, load average {os.getloadavg()[0]:.1f} (shared machine)")
     for p in work.iterdir():
         p.unlink()
     work.rmdir()

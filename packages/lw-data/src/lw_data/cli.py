@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 app = typer.Typer(name="lw-data", no_args_is_help=True, help="Build LongWriter-style SFT data and DPO pairs, fast.")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 Output = Annotated[Path, typer.Option("--output", "-o", help="output file (.jsonl or .parquet)")]
@@ -31,7 +31,7 @@ def _user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (LWError, ValueError) as exc:
-            console.print(f"[red]error:[/] {escape(str(exc))}")
+            console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

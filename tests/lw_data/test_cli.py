@@ -1,0 +1,102 @@
+"""The lw-data command line, end to end on small files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from lw_core import PreferencePair, SFTRecord, read_jsonl
+from lw_data.cli import app
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+def run(*args: str) -> Any:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_and_usage() -> None:
+    assert run("--help").exit_code == 0
+    for command in ("instructions", "build-sft", "build-dpo", "mix", "stats", "export"):
+        assert run(command, "--help").exit_code == 0
+    assert run("build-sft").exit_code == 2  # missing argument
+
+
+def test_instructions(tmp_path: Path) -> None:
+    src = tmp_path / "prompts.csv"
+    pl.DataFrame({"prompt": ["Write 5000 words", "write 5000 words!", "写一篇两千字的散文", "A poem"]}).write_csv(src)
+    result = run("instructions", src, "-o", tmp_path / "out.jsonl", "--min-length", 1000, "--require-length",
+                 "--dropped", tmp_path / "dropped.jsonl")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "near duplicate: 1" in result.output
+    assert [json.loads(line)["length"] for line in (tmp_path / "out.jsonl").read_text().splitlines()] == [5000, 2000]
+    assert json.loads((tmp_path / "dropped.jsonl").read_text())["reason"] == "near duplicate"
+
+
+def test_build_sft_and_stats(tmp_path: Path, make: Any) -> None:
+    docs = [make.document(f"d{i}", "Write 600 words", [make.prose(300, i), make.prose(300, i + 50)]) for i in range(4)]
+    docs[1]["status"] = "failed"
+    src = make.write_lines(tmp_path / "docs.jsonl", docs)
+    out, png = tmp_path / "sft.jsonl", tmp_path / "sft.png"
+    result = run("build-sft", src, "-o", out, "--system", "You write long.", "--png", png)
+    assert result.exit_code == 0, result.output
+    assert "4 documents, 3 kept" in result.output and "failed: 1" in result.output
+    records = list(read_jsonl(out, SFTRecord))
+    assert len(records) == 3 and records[0].messages[0].content == "You write long."
+    assert json.loads((tmp_path / "sft.rejects.jsonl").read_text())["reason"] == "failed"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    result = run("stats", out, "--png", tmp_path / "again.png")
+    assert result.exit_code == 0 and "all" in result.output and (tmp_path / "again.png").exists()
+
+
+def test_build_sft_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    src = tmp_path / "docs.jsonl"
+    src.write_text('{"id": "a", "instruction": {"prompt": "x"}}\nnot json\n{"id": "b"}\n')
+    result = run("build-sft", src, "-o", tmp_path / "sft.jsonl")
+    assert result.exit_code == 1
+    assert "docs.jsonl:2" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "sft.jsonl").exists()
+    result = run("build-sft", tmp_path / "missing.jsonl", "-o", tmp_path / "sft.jsonl")
+    assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_build_dpo(tmp_path: Path, make: Any) -> None:
+    preds = [
+        {"id": "a", "prompt": "Write 50 words", "response": make.prose(50, s), "length": 50, "sample": s}
+        for s in range(2)
+    ]
+    preds[1]["response"] = make.prose(5)
+    judgments = [{"id": "a", "sample": s, "scores": {"Relevance": 4}} for s in range(2)]
+    p = make.write_lines(tmp_path / "predictions.jsonl", preds)
+    j = make.write_lines(tmp_path / "judgments.jsonl", judgments)
+    result = run("build-dpo", p, j, "-o", tmp_path / "dpo.jsonl")
+    assert result.exit_code == 0, result.output
+    [pair] = list(read_jsonl(tmp_path / "dpo.jsonl", PreferencePair))
+    assert pair.chosen[0].content == preds[0]["response"]
+    bad = make.write_lines(tmp_path / "bad.jsonl", [{"id": "a"}])
+    result = run("build-dpo", bad, j, "-o", tmp_path / "x.jsonl")
+    assert result.exit_code == 1 and "missing column(s) prompt, response, length" in result.output
+
+
+def test_mix_and_export(tmp_path: Path, make: Any) -> None:
+    def chats(prefix: str, n: int) -> list[dict[str, Any]]:
+        return [{"messages": [{"role": "user", "content": f"{prefix}{i}"}, {"role": "assistant", "content": "a"}]}
+                for i in range(n)]  # fmt: skip
+
+    long = make.write_lines(tmp_path / "long.jsonl", chats("l", 10))
+    general = make.write_lines(tmp_path / "general.jsonl", chats("g", 50))
+    result = run("mix", long, general, "-o", tmp_path / "mixed", "--long-fraction", 0.25, "--val-fraction", 0.1)
+    assert result.exit_code == 0, result.output
+    assert "40 chats (general: 30, long: 10) → 36 train, 4 validation" in result.output
+    train = tmp_path / "mixed" / "train.jsonl"
+    assert run("export", train, "-o", tmp_path / "train.parquet").exit_code == 0
+    assert pl.read_parquet(tmp_path / "train.parquet").height == 36
+    pytest.importorskip("datasets")
+    assert run("export", tmp_path / "train.parquet", "-o", tmp_path / "hf", "--format", "hf").exit_code == 0
+    assert run("stats", tmp_path / "hf").exit_code == 0
+    result = run("export", train, "-o", tmp_path / "x", "--format", "xml")
+    assert result.exit_code == 1 and "unknown format" in result.output
