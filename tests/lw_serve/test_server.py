@@ -195,8 +195,9 @@ def test_ctrl_c_leaves_no_orphan(tmp_path: Path) -> None:
 
 
 def test_exit_without_stop_leaves_no_orphan(tmp_path: Path) -> None:
-    """A script that starts a server and simply ends: the atexit hook stops it."""
-    proc, pids = _driver(tmp_path, "server.start(); print('ready', flush=True)")
+    """A script that starts a server, drops it, and simply ends: the atexit hook still stops it."""
+    body = "server.start(); print('ready', flush=True); del server; import gc; gc.collect(); time.sleep(0.5)"
+    proc, pids = _driver(tmp_path, body)
     proc.wait(timeout=20)
     assert _gone(pids)
 

@@ -20,7 +20,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import IO
 
@@ -37,7 +36,7 @@ class ServerError(LWError):
     """A server could not start (port in use, crashed, not healthy in time); the message quotes its log."""
 
 
-_live: weakref.WeakSet[Server] = weakref.WeakSet()
+_live: set[Server] = set()  # started and not yet stopped: strong refs, so a dropped Server still stops at exit
 
 
 @atexit.register
