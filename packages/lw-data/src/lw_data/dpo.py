@@ -18,6 +18,7 @@ import polars as pl
 from pydantic import BaseModel, Field
 
 from lw_data._text import word_counts
+from lw_data.errors import DataError
 
 
 class DPORule(BaseModel):
@@ -46,10 +47,9 @@ def score_candidates(predictions: pl.DataFrame, judgments: pl.DataFrame, rule: D
     ok = judgments.with_columns(pl.col("sample").fill_null(0))
     if "status" in ok.columns:
         ok = ok.filter(pl.col("status").fill_null("ok") == "ok")
-    dims = pl.col("scores").struct.unnest() if isinstance(ok.schema["scores"], pl.Struct) else None
-    if dims is None:
-        raise TypeError("judgments.scores must be a struct column (one field per dimension)")
-    per_judgment = ok.select("id", "sample", q=pl.mean_horizontal(dims))
+    if not isinstance(ok.schema.get("scores"), pl.Struct):
+        raise DataError("judgments need a 'scores' object per row (dimension name → 1–5), as lw-bench writes them")
+    per_judgment = ok.select("id", "sample", q=pl.mean_horizontal(pl.col("scores").struct.unnest()))
     quality = per_judgment.group_by("id", "sample").agg(mean=pl.col("q").mean())
     scored = preds.join(quality, on=["id", "sample"], how="inner").filter(pl.col("mean").is_not_null())
     w = rule.length_weight

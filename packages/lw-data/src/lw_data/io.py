@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import polars as pl
-from lw_core import RecordError
+from lw_core import RecordError, stable_id
 
+from lw_data._text import language, word_counts
 from lw_data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -200,10 +201,6 @@ def load_longwriter6k(source: str | os.PathLike[str] | None = None) -> pl.DataFr
 
 def sft_frame_from_messages(frame: pl.DataFrame, *, source: str) -> pl.DataFrame:
     """Normalise a table of chats (``messages`` lists) into lw-data's SFT frame, dropping unusable rows."""
-    from lw_core import stable_id
-
-    from lw_data._text import language, word_counts
-
     if "messages" not in frame.columns:
         raise DataError(f"{source}: no 'messages' column (columns: {', '.join(frame.columns)})")
     msg = pl.col("messages")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
+from lw_core import stable_id
 
 from lw_data.errors import DataError
 
@@ -34,8 +35,6 @@ def mix(long: pl.DataFrame, general: pl.DataFrame, *, long_fraction: float, seed
 
 
 def _as_mix(frame: pl.DataFrame, source: str) -> pl.DataFrame:
-    from lw_core import stable_id
-
     ids = pl.col("id") if "id" in frame.columns else pl.lit(None, dtype=pl.String)
     first_user = (
         pl.col("messages")

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel, Field
 
-from lw_data._text import repetition_scores, word_counts
+from lw_data._text import language, repetition_scores, word_counts
 from lw_data.io import AtomicFile, iter_jsonl_batches
 from lw_data.lengths import extract_lengths
 
@@ -80,14 +80,8 @@ def documents_frame(raw: pl.DataFrame) -> pl.DataFrame:
     )
     return frame.with_columns(
         requested=pl.coalesce("requested", extract_lengths(frame["prompt"])),
-        language=pl.coalesce("language", _language(pl.col("prompt"))),
+        language=pl.coalesce("language", language(pl.col("prompt"))),
     )
-
-
-def _language(col: pl.Expr) -> pl.Expr:
-    from lw_data._text import language
-
-    return language(col)
 
 
 def clean_response(sections: pl.Expr, text: pl.Expr, prompt: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
