@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from lw_core import DIMENSIONS, ClientError, json_schema_format
-from lw_serve import EMBEDDED_MODEL, LlamaCppBackend, Server, TransformersBackend
+from lw_serve import EMBEDDED_MODEL, LlamaCppBackend, Server, TransformersBackend, resolve_model
 from lw_serve.backends import llamacpp_available
 
 pytestmark = pytest.mark.slow
@@ -106,3 +106,15 @@ async def test_request_over_the_context_length_is_a_clear_client_error() -> None
         assert "context" in str(info.value).lower()
         pid = server.pids[0]
     assert _pid_gone(pid)
+
+
+async def test_hf_folder_is_served_under_its_own_name() -> None:
+    """How lw-train outputs are served: any HF folder, answering to the name clients are given."""
+    folder = resolve_model(EMBEDDED_MODEL).hf_folder()
+    with Server(folder, "transformers", name="my-sft") as server:
+        assert server.model_name == "my-sft"
+        completion = await server.client.complete(HELLO, max_tokens=4, temperature=0.0)
+        assert completion.usage.completion_tokens == 4 and completion.model == "my-sft"
+        wrong = server.new_client(model=folder)
+        with pytest.raises(ClientError, match="HTTP 4"):
+            await wrong.complete(HELLO, max_tokens=4)
