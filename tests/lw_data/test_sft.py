@@ -168,3 +168,15 @@ def test_read_documents_ignores_unknown_fields(tmp_path: Path, make: Any) -> Non
     doc = make.document("a", "Write", ["x"], model="m", usage={"calls": 3}, elapsed_s=1.5)
     frame = read_documents(make.write_lines(tmp_path / "docs.jsonl", [doc]))
     assert frame["id"].to_list() == ["a"] and frame["sections"].to_list() == [["x"]]
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [({"sections": "not a list"}, "sections"), ({"instruction": {"prompt": "x", "length": "many"}}, "instruction")],
+)
+def test_wrong_type_names_line_and_field(tmp_path: Path, make: Any, bad: dict[str, Any], field: str) -> None:
+    docs = [make.document(f"d{i}", "Write", [make.prose(50, i)]) for i in range(3)]
+    docs[2].update(bad)
+    path = make.write_lines(tmp_path / "docs.jsonl", docs)
+    with pytest.raises(RecordError, match=rf"docs\.jsonl:3: field '{field}': wrong type"):
+        build_sft_file(path, tmp_path / "sft.jsonl")

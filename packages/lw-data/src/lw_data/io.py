@@ -53,7 +53,7 @@ def _parse_batch(
     try:
         frame = _read_lines([raw for _, raw in numbered], schema)
     except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
-        numbered = _drop_torn_or_raise(path, numbered, last, exc)
+        numbered = _drop_torn_or_raise(path, numbered, schema, last, exc)
         frame = _read_lines([raw for _, raw in numbered], schema)
     return frame.with_columns(_line=pl.Series([n for n, _ in numbered], dtype=pl.Int64))
 
@@ -66,7 +66,11 @@ def _read_lines(lines: list[bytes], schema: dict[str, pl.DataType] | None) -> pl
 
 
 def _drop_torn_or_raise(
-    path: Path, numbered: list[tuple[int, bytes]], last: bool, exc: Exception
+    path: Path,
+    numbered: list[tuple[int, bytes]],
+    schema: dict[str, pl.DataType] | None,
+    last: bool,
+    exc: Exception,
 ) -> list[tuple[int, bytes]]:
     for i, (lineno, raw) in enumerate(numbered):
         try:
@@ -78,7 +82,22 @@ def _drop_torn_or_raise(
             raise RecordError(str(path), lineno, None, f"invalid JSON: {err}") from None
         if not isinstance(value, dict):
             raise RecordError(str(path), lineno, None, f"expected a JSON object, got {type(value).__name__}")
+    for lineno, raw in numbered:  # every line is a JSON object: find the one whose field has the wrong type
+        try:
+            _read_lines([raw], schema)
+        except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as err:
+            field = next((k for k in schema or {} if _fails(raw, {k: schema[k]})), None) if schema else None
+            message = str(err).splitlines()[0]
+            raise RecordError(str(path), lineno, field, f"wrong type ({message}); expected {schema}") from None
     raise RecordError(str(path), numbered[0][0], None, f"cannot read these lines as a table: {exc}")
+
+
+def _fails(raw: bytes, schema: dict[str, pl.DataType]) -> bool:
+    try:
+        _read_lines([raw], schema)
+    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError):
+        return True
+    return False
 
 
 def read_table(path: str | os.PathLike[str], schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
