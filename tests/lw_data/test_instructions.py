@@ -39,6 +39,14 @@ def test_prepare_dedupes_tags_and_gives_reasons() -> None:
         assert Instruction.model_validate({**row, "id": ""}).id == row["id"]
 
 
+def test_file_values_are_kept_or_repaired() -> None:
+    frame = pl.DataFrame({"prompt": ["Write a story", "写故事", "Write"], "language": ["EN", "english", None]})
+    kept, _ = prepare_instructions(frame.with_columns(id=pl.Series([1, None, 3]), length=pl.Series(["300", "x", None])))
+    assert kept["language"].to_list() == ["en", "zh", "en"]
+    assert kept["length"].to_list() == [300, None, None]
+    assert kept["id"][0] == "1" and len(kept["id"][1]) == 16
+
+
 def test_prompt_column_aliases_and_messages() -> None:
     kept, _ = prepare_instructions(pl.DataFrame({"instruction": ["Write 300 words"]}))
     assert kept["length"].to_list() == [300]

@@ -18,20 +18,24 @@ def prepare_instructions(frame: pl.DataFrame, *, source: str = "input") -> tuple
     """Normalise a table of prompts into lw-core ``Instruction`` rows; return ``(kept, dropped)``.
 
     The prompt column may be called prompt/instruction/query/question/input, or be the first user turn of a
-    ``messages`` column. Whitespace is trimmed; ``language`` and ``length`` are filled where missing (a length
-    given in the file wins over one read from the text). Duplicates are dropped, first occurrence kept:
-    ``exact duplicate`` (same trimmed text) and ``near duplicate`` (same text after NFKC, lower-casing and
-    removing punctuation and extra spaces). ``dropped`` has ``prompt`` and ``reason``.
+    ``messages`` column. Whitespace is trimmed; ``language`` (en/zh; other values are re-detected) and ``length``
+    are filled where missing (a length given in the file wins over one read from the text). Duplicates are
+    dropped, first occurrence kept: ``exact duplicate`` (same trimmed text) and ``near duplicate`` (same text
+    after NFKC, lower-casing and removing punctuation and extra spaces). ``dropped`` has ``prompt`` and ``reason``.
     """
     prompt = _prompt_column(frame, source)
     frame = frame.with_columns(prompt=prompt.str.strip_chars())
     for column, dtype in (("length", pl.Int64), ("language", pl.String), ("type", pl.String), ("id", pl.String)):
         if column not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=dtype).alias(column))
-    frame = frame.with_columns(pl.col("length").cast(pl.Int64, strict=False), pl.col("type").cast(pl.String))
+    frame = frame.with_columns(
+        pl.col("length").cast(pl.Int64, strict=False),
+        pl.col("type", "id", "language").cast(pl.String),
+    )
+    known = pl.col("language").str.to_lowercase()
     frame = frame.with_columns(
         length=pl.coalesce("length", extract_lengths(frame["prompt"])),
-        language=pl.coalesce("language", language(pl.col("prompt"))),
+        language=pl.when(known.is_in(["en", "zh"])).then(known).otherwise(language(pl.col("prompt"))),
         _norm=normalize(pl.col("prompt")),
     ).with_row_index("_row")
     reason = (
