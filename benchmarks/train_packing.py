@@ -1,8 +1,8 @@
 """Pack fill and time at 32k-token bins: the paper's sorted-greedy baseline vs TRL's BFD vs lw-train's BFD.
 
 Length mix like LongWriter-6k mixed into general SFT data: many samples of a few hundred to ~2k tokens plus ~4 %
-long samples of 3k-32k tokens. Fill = real tokens / (bins x capacity): the share of attention rows not wasted. TRL's time includes its
-``datasets.map`` (that is how users call it); it packs each map batch of 1,000 samples separately.
+long samples of 3k-32k tokens. Fill = real tokens / (bins x capacity): the share of attention rows not wasted.
+TRL's time includes its ``datasets.map`` (how users call it); it packs each map batch of 1,000 samples apart.
 
     python benchmarks/train_packing.py [--samples 100000] [--max-tokens 32768] [--plot packing.png]
 """

@@ -3,8 +3,8 @@
 Same samples, same trained tokens, same loss code (lw_train.model_loss, sequence reduction) and an AdamW step per
 batch; only the collation differs: PaddedCollator on shuffled batches of --batch-size samples vs PackedCollator on
 BFD bins of --bin-tokens. The length mix is LongWriter-like, scaled down for a CPU: mostly 50-600 tokens with
-~8 % long samples of 1-2k. Memory: peak RSS of one forward+backward on a --long-row-token row with the standard
-HF loss (full-vocabulary logits) vs the chunked cross-entropy, each in a fresh process.
+~8 % long samples of 1-2k. Memory: peak RSS of the loss alone (hidden states -> SmolLM2's 49k-vocabulary head ->
+cross-entropy, forward+backward) on a --long-row-token row, full logits vs chunked, each in a fresh process.
 
     python benchmarks/train_throughput.py [--samples 32] [--long-row 4096] [--threads 2]
 """
@@ -104,61 +104,45 @@ def throughput(args) -> None:
     print(f"packed / padded: {padded_s / packed_s:.2f}x")
 
 
-def memory_child(mode: str, tokens: int) -> None:
-    """One forward+backward on a long row, in this fresh process; prints the peak RSS in MiB."""
-    from lw_train import PackedCollator, model_loss
-    from transformers import AutoModelForCausalLM
+def memory_child(mode: str, tokens: int, hidden_size: int, vocab_size: int) -> None:
+    """Forward+backward of the loss alone (hidden states -> lm_head -> CE) in this fresh process; prints MiB."""
+    import torch.nn.functional as F
+    from lw_train import chunked_cross_entropy
 
-    model = AutoModelForCausalLM.from_pretrained(smollm2_folder(), dtype=torch.float32)
-    model.gradient_checkpointing_enable()  # so activations do not hide the logits
-    model.train()
-    ids = torch.randint(0, model.config.vocab_size, (tokens,)).tolist()
-    batch = PackedCollator()([{"input_ids": ids, "labels": ids}])
+    hidden = torch.randn(tokens, hidden_size, requires_grad=True)
+    weight = torch.randn(vocab_size, hidden_size, requires_grad=True)
+    targets = torch.randint(0, vocab_size, (tokens,))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     if mode == "full":
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        model(**inputs, labels=batch["labels"], use_cache=False).loss.backward()
+        F.cross_entropy(hidden @ weight.T, targets).backward()
     else:
-        model_loss(model, batch, reduction="token").backward()
+        (chunked_cross_entropy(hidden, weight, targets).sum() / tokens).backward()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{peak:.0f} {peak - before:.0f} {time.perf_counter() - start:.1f}")
 
 
 def memory(args) -> None:
-    smollm2_folder()
     results = {}
     for mode in ("full", "chunked"):
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--memory-child",
-                mode,
-                "--long-row",
-                str(args.long_row),
-                "--threads",
-                str(args.threads),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
+        command = [sys.executable, __file__, "--memory-child", mode, "--long-row", str(args.long_row)]
+        command += ["--threads", str(args.threads)]
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
         results[mode] = [float(x) for x in out[-3:]]
-        peak, delta, seconds = results[mode]
+        _, delta, seconds = results[mode]
         print(
-            f"{mode:>8} CE at {args.long_row} tokens: peak RSS {peak:.0f} MiB "
-            f"(+{delta:.0f} MiB over the loaded model), {seconds:.1f} s"
+            f"{mode:>8} CE, {args.long_row}-token row, SmolLM2 head (576 x 49152): "
+            f"+{delta:.0f} MiB peak over the inputs, {seconds:.1f} s"
         )
-    print(f"chunked / full extra memory: {results['chunked'][1] / results['full'][1]:.2f}x")
+    print(f"chunked / full extra memory: {results['chunked'][1] / results['full'][1]:.3f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--samples", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--bin-tokens", type=int, default=2048)
-    parser.add_argument("--long-row", type=int, default=4096)
+    parser.add_argument("--long-row", type=int, default=8192)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip", choices=["throughput", "memory"])
     parser.add_argument("--memory-child", choices=["full", "chunked"], help=argparse.SUPPRESS)
@@ -166,7 +150,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.memory_child:
-        memory_child(args.memory_child, args.long_row)
+        memory_child(args.memory_child, args.long_row, 576, 49_152)
         return
     if args.skip != "throughput":
         throughput(args)
