@@ -3,7 +3,6 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from lw_train import PackedCollator, PaddedCollator, model_loss, pack, tokenize_chats
 
 pytestmark = pytest.mark.slow

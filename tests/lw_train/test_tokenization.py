@@ -3,13 +3,7 @@ import pytest
 from lw_core.schemas import ChatMessage, SFTRecord
 from lw_train import tokenize_chats
 from lw_train.tokenization import TokenizationError
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
-CHATML = (
-    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 CHATML_GENERATION = (
     "{% for m in messages %}{% if m['role'] == 'assistant' %}{{ '<|im_start|>assistant\n' }}"
     "{% generation %}{{ m['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
@@ -22,19 +16,6 @@ CHAT = [
     {"role": "user", "content": "Longer."},
     {"role": "assistant", "content": "Violets are blue, and so on."},
 ]
-
-
-@pytest.fixture
-def tokenizer():
-    """A byte-level tokenizer (one token per byte) with ChatML special tokens: no download, instant."""
-    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>")
-    fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})
-    fast.chat_template = CHATML
-    return fast
 
 
 def trained_text(tokenizer, sample):
