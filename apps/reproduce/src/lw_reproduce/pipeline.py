@@ -27,9 +27,9 @@ from typing import Any
 from lw_agentwrite import AgentWrite, run_batch
 from lw_bench import comparison_table, judge, load_items, predict, read_judgments, read_predictions, score_run
 from lw_bench import write_report as write_bench_report
-from lw_core import BenchReport, ChatClient, Instruction, LWError, SFTRecord, atomic_write, read_jsonl
+from lw_core import BenchReport, ChatClient, Instruction, JsonlWriter, LWError, SFTRecord, atomic_write, read_jsonl
 from lw_data import SFTFilters, build_sft_file, plot
-from lw_serve import Server, resolve_model
+from lw_serve import Server
 
 from lw_reproduce.config import ReproduceConfig
 from lw_reproduce.rundir import RunDir
@@ -62,9 +62,11 @@ def reproduce(config: ReproduceConfig, runs: Path = Path("runs"), *, fresh: bool
         if trained:
             with Server(trained, "transformers", name="lw-sft", log_path=run.stage("logs") / "server-sft.log") as sft:
                 say(f"serving the trained model at {sft.base_url}")
-                _stage(
-                    run, "bench_trained", say, lambda: asyncio.run(_bench(run, "bench_trained", sft.client, base.client, say))
-                )
+
+                def bench_trained() -> dict[str, Any]:  # judged by the base model, like the base run
+                    return asyncio.run(_bench(run, "bench_trained", sft.client, base.client, say))
+
+                _stage(run, "bench_trained", say, bench_trained)
     _stage(run, "compare", say, lambda: _compare(run))
     run.write_manifest(elapsed_s=round(time.perf_counter() - started, 1))
     say((run.root / "compare" / "comparison.md").read_text())
@@ -92,8 +94,17 @@ async def _agentwrite(run: RunDir, client: ChatClient, say: Say) -> dict[str, An
     agent = AgentWrite(client, max_section_words=config.max_section_words)
     out = run.stage("agentwrite") / "documents.jsonl"
     stats = await run_batch(agent, instructions, out, concurrency=config.write_concurrency)
-    summary = stats.summary() if hasattr(stats, "summary") else {}
-    return {"instructions": len(instructions), "documents": str(out), **summary}
+    say(f"[agentwrite] {stats.summary()}")
+    return {
+        "instructions": stats.total,
+        "done": stats.done,
+        "truncated": stats.truncated,
+        "failed": stats.failed,
+        "words": stats.words,
+        "completion_tokens": stats.usage.completion_tokens,
+        "errors": stats.errors,
+        "documents": str(out),
+    }
 
 
 def _data(run: RunDir) -> dict[str, Any]:
@@ -117,7 +128,10 @@ async def _bench(run: RunDir, stage: str, model: ChatClient, judge_client: ChatC
     predictions = read_predictions(predictions_path)
     judged = await judge(judge_client, predictions, judgments_path, max_tokens=config.judge_max_tokens)
     report = score_run(
-        predictions, read_judgments(judgments_path), model=model.model, judge=judge_client.model,
+        predictions,
+        read_judgments(judgments_path),
+        model=model.model,
+        judge=judge_client.model,
         dataset=config.bench_dataset,
     )
     paths = write_bench_report(report, folder)
@@ -164,8 +178,8 @@ def _train(run: RunDir, base_folder: str, say: Say) -> dict[str, Any]:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss))
-        with log_path.open("a") as fh:
-            fh.write(json.dumps({"step": step + 1, "loss": losses[-1], "tokens": int(batch["input_ids"].numel())}) + "\n")
+        with JsonlWriter(log_path) as writer:
+            writer.write({"step": step + 1, "loss": losses[-1], "tokens": int(batch["input_ids"].numel())})
         say(f"[train] step {step + 1}/{config.train_steps} loss {losses[-1]:.4f}")
     target = run.stage("train") / "model"
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".model-"))
@@ -173,7 +187,13 @@ def _train(run: RunDir, base_folder: str, say: Say) -> dict[str, Any]:
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    return {"model": str(target), "steps": config.train_steps, "bins": len(bins), "samples": len(chats), "losses": losses}
+    return {
+        "model": str(target),
+        "steps": config.train_steps,
+        "bins": len(bins),
+        "samples": len(chats),
+        "losses": losses,
+    }
 
 
 def _compare(run: RunDir) -> dict[str, Any]:
@@ -189,7 +209,3 @@ def _compare(run: RunDir) -> dict[str, Any]:
     table = comparison_table(labelled)
     atomic_write(run.root / "compare" / "comparison.md", f"# {run.config.name}: LongBench-Write\n\n{table}\n")
     return {"models": [r.model for r in labelled]}
-
-
-def resolved_name(model: str) -> str:
-    return resolve_model(model).name
