@@ -13,7 +13,6 @@ from typing import Literal
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _WORD = re.compile(r"\b[a-zA-Z]+\b")
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def count_words(text: str) -> int:
