@@ -34,9 +34,13 @@ def workload(first: int, n: int, length: int) -> list[Instruction]:
     ]
 
 
-async def measure(server: Server, instructions: list[Instruction], concurrency: int, out: Path) -> BatchStats:
+async def measure(
+    server: Server, instructions: list[Instruction], concurrency: int, section_words: int, out: Path
+) -> BatchStats:
     client = server.new_client(concurrency=concurrency)
-    agent = AgentWrite(client, temperature=0.0, tokens_per_word=1.5, max_section_words=100, plan_max_tokens=400)
+    agent = AgentWrite(
+        client, temperature=0.0, tokens_per_word=1.5, max_section_words=section_words, plan_max_tokens=300
+    )
     stats = await run_batch(agent, instructions, out, concurrency=concurrency)
     await client.aclose()
     return stats
@@ -44,21 +48,27 @@ async def measure(server: Server, instructions: list[Instruction], concurrency: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instructions", type=int, default=8, help="instructions per run")
+    parser.add_argument("--instructions", type=int, default=8, help="instructions in the concurrent run")
+    parser.add_argument("--sequential", type=int, default=4, help="instructions in the sequential run (a rate)")
     parser.add_argument("--concurrency", type=int, default=8, help="the concurrent run's concurrency (and slots)")
-    parser.add_argument("--length", type=int, default=200, help="requested words per instruction")
+    parser.add_argument("--length", type=int, default=120, help="requested words per instruction")
+    parser.add_argument("--section-words", type=int, default=60, help="most words per section (sets the sections)")
     args = parser.parse_args()
 
     backend = LlamaCppBackend(parallel=args.concurrency, ctx_size=2048)
     with Server(EMBEDDED_MODEL, backend, startup_timeout=300) as server, tempfile.TemporaryDirectory() as tmp:
         results = {}
-        for run, concurrency in enumerate((1, args.concurrency)):
-            instructions = workload(run * args.instructions, args.instructions, args.length)
-            stats = asyncio.run(measure(server, instructions, concurrency, Path(tmp) / f"c{concurrency}.jsonl"))
+        for run, (concurrency, n) in enumerate(((1, args.sequential), (args.concurrency, args.instructions))):
+            instructions = workload(run * len(TOPICS) // 2, n, args.length)
+            out = Path(tmp) / f"c{concurrency}.jsonl"
+            stats = asyncio.run(measure(server, instructions, concurrency, args.section_words, out))
             results[concurrency] = stats
             print(f"concurrency {concurrency}: {stats.summary()}", flush=True)
     sequential, concurrent = results[1], results[args.concurrency]
-    print(f"\nbackend llama.cpp, {args.concurrency} slots, {args.instructions} instructions x {args.length} words")
+    print(
+        f"\nbackend llama.cpp, {args.concurrency} slots; {args.sequential} then {args.instructions} instructions of "
+        f"{args.length} words in sections of <= {args.section_words}"
+    )
     print(f"{'concurrency':>12} {'words/s':>9} {'tokens/s':>9} {'wall s':>8} {'prefix-cache hits':>18}")
     for concurrency, stats in results.items():
         cached = f"{stats.cached_fraction:.0%}" if stats.cached_fraction is not None else "n/a"
