@@ -97,14 +97,15 @@ def render_png(report: BenchReport) -> bytes:
     figure = Figure(figsize=(12, 5.5), layout="constrained")
     scatter, bars = figure.subplots(1, 2)
     points = [(x, y) for x, y in report.meta.get("points", [])]
-    limit = 25000
+    limit, floor = 25000, 50.0
     if points:
         xs = [x for x, _ in points]
         ys = [max(y, 1) for _, y in points]  # an empty answer sits on the floor of the log axis
         scatter.scatter(xs, ys, s=60, c="tab:red", alpha=0.35, label="items")
         limit = max(limit, *xs, *ys)
+        floor = min(floor, min(ys) / 1.5)
     scatter.plot([1, limit], [1, limit], "k--", label="y = x")
-    scatter.set(xscale="log", yscale="log", xlim=(50, limit), ylim=(1, limit))
+    scatter.set(xscale="log", yscale="log", xlim=(50, limit), ylim=(floor, limit))
     scatter.set_xlabel("required length")
     scatter.set_ylabel("output length")
     scatter.set_title(f"S_l = {_f(report.overall.length_score)}")
@@ -115,7 +116,9 @@ def render_png(report: BenchReport) -> bytes:
     bars.bar(range(len(DIMENSIONS)), values, yerr=errors if any(errors) else None, color="tab:blue", capsize=4)
     bars.set_xticks(range(len(DIMENSIONS)), [d.replace(" and ", "\nand ").replace(" ", "\n", 1) for d in DIMENSIONS])
     bars.set_ylim(0, 100)
-    bars.set_ylabel("score (0–100)")
+    bars.set_ylabel(
+        "score (0–100)" + (f"; bars: ± std over {report.meta.get('replicates')} judge runs" if any(errors) else "")
+    )
     bars.set_title(f"S_q = {_f(report.overall.quality_score)}" if dims else "not judged")
     figure.suptitle(report.model or "LongBench-Write")
     buffer = io.BytesIO()
