@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lw_bench import judge, predict, read_judgments, read_predictions, score_run
+from lw_bench import BenchError, judge, load_template, predict, read_judgments, read_predictions, score_run
 from lw_bench.judge import judge_prediction
 from lw_core import DIMENSIONS, BenchItem, Capabilities, OpenAIChatClient, Prediction
 from lw_core.testing import Fault, ScriptedServer
@@ -137,3 +137,20 @@ def test_stages_can_run_from_sync_code(tmp_path: Path, model_or_judge: Reply) ->
     with ScriptedServer(model_or_judge) as server:
         result = asyncio.run(predict(_client(server), ITEMS[:1], tmp_path / "p.jsonl", max_tokens=8))
     assert result.done == 1
+
+
+async def test_a_user_template_replaces_ours(tmp_path: Path, model_or_judge: Reply) -> None:
+    template = tmp_path / "judge.txt"
+    template.write_text("PAPER PROMPT\n[Instruction]\n$INST$\n<<<RESPONSE\n$RESPONSE$\nRESPONSE>>>\n")
+    with ScriptedServer(model_or_judge) as server:
+        result = await judge(_client(server), [_prediction("good one")], tmp_path / "j.jsonl", template=template)
+    assert result.done == 1
+    sent = server.calls[0]["messages"][0]["content"]
+    assert sent.startswith("PAPER PROMPT\n[Instruction]\nWrite a 100-word note\n") and "good one" in sent
+
+
+def test_a_template_without_placeholders_is_refused(tmp_path: Path) -> None:
+    template = tmp_path / "judge.txt"
+    template.write_text("Rate this: {response}")
+    with pytest.raises(BenchError, match=r"lacks \$INST\$, \$RESPONSE\$"):
+        load_template(template)
