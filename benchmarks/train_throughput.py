@@ -3,10 +3,12 @@
 Same samples, same trained tokens, same loss code (lw_train.model_loss, sequence reduction) and an AdamW step per
 batch; only the collation differs: PaddedCollator on shuffled batches of --batch-size samples vs PackedCollator on
 BFD bins of --bin-tokens. The length mix is LongWriter-like, scaled down for a CPU: mostly 50-600 tokens with
-~8 % long samples of 1-2k. Memory: peak RSS of the loss alone (hidden states -> SmolLM2's 49k-vocabulary head ->
-cross-entropy, forward+backward) on a --long-row-token row, full logits vs chunked, each in a fresh process.
+~8 % long samples of --long-max/2 to --long-max tokens. On CPU, sdpa computes the whole masked T x T attention of
+a packed row (FlashAttention varlen on GPU does not), so smaller bins pay less for it.
+Memory: peak RSS of the loss alone (hidden states -> SmolLM2's 49k-vocabulary head -> cross-entropy,
+forward+backward) on a --long-row-token row, full logits vs chunked, each in a fresh process.
 
-    python benchmarks/train_throughput.py [--samples 32] [--long-row 4096] [--threads 2]
+    python benchmarks/train_throughput.py [--samples 24] [--bin-tokens 2048] [--long-row 8192] [--threads 2]
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ def smollm2_folder() -> Path:
     return folder
 
 
-def samples(n: int, vocab: int, seed: int = 0) -> list[dict[str, list[int]]]:
+def samples(n: int, vocab: int, long_max: int, seed: int = 0) -> list[dict[str, list[int]]]:
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         length = (
-            rng.randint(1_000, 2_000) if rng.random() < 0.08 else int(min(600, max(50, rng.lognormvariate(5.3, 0.6))))
+            rng.randint(long_max // 2, long_max)
+            if rng.random() < 0.08
+            else int(min(600, max(50, rng.lognormvariate(5.3, 0.6))))
         )
         ids = [rng.randrange(vocab) for _ in range(length)]
         prompt = length // 4
@@ -73,7 +77,7 @@ def throughput(args) -> None:
     folder = smollm2_folder()
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="sdpa")
     model.train()
-    data = samples(args.samples, model.config.vocab_size)
+    data = samples(args.samples, model.config.vocab_size, args.long_max)
     lengths = [len(s["input_ids"]) for s in data]
     order = list(range(len(data)))
     random.Random(1).shuffle(order)
@@ -142,6 +146,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--bin-tokens", type=int, default=2048)
+    parser.add_argument("--long-max", type=int, default=2_000, help="longest sample (8 %% are over half this)")
     parser.add_argument("--long-row", type=int, default=8192)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip", choices=["throughput", "memory"])

@@ -37,7 +37,7 @@ class TokenizationError(LWError):
     """A record cannot be tokenized as asked (bad messages, unusable chat template, over-long with 'error')."""
 
 
-@dataclass
+@dataclass(eq=False)
 class TokenizedChats(Sequence[dict[str, np.ndarray]]):
     """Tokenized samples stored flat (two int32 arrays + offsets): compact, cacheable, fast to index.
 
@@ -269,5 +269,5 @@ def _tokenize(
         source=np.asarray(source, dtype=np.int64),
         dropped_overlong=dropped_overlong,
         dropped_untrained=dropped_untrained,
-        truncated=[i for i in truncated if i not in set(dropped_untrained)],
+        truncated=sorted(set(truncated) - set(dropped_untrained)),
     )
