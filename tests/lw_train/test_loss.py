@@ -132,3 +132,11 @@ def test_counts_ignore_the_dummy_segment_and_untrained_samples():
     counts = count_targets(PackedCollator(pad_to_multiple_of=64)(samples))
     trained = sum(sum(t != -100 for t in s["labels"][1:]) for s in SAMPLES[:2])
     assert counts == TargetCounts(tokens=trained, sequences=2)
+
+
+def test_a_batch_without_trained_tokens_gives_a_zero_loss_with_gradients(tiny_llama):
+    model = tiny_llama()
+    loss = model_loss(model, PackedCollator()([{"input_ids": [1, 2, 3], "labels": [-100, -100, -100]}]))
+    loss.backward()
+    assert loss.item() == 0.0
+    assert model.lm_head.weight.grad is not None and model.lm_head.weight.grad.abs().sum() == 0

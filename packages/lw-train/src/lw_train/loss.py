@@ -143,6 +143,8 @@ def lm_loss(
     token_losses = chunked_cross_entropy(
         hidden[:, :-1][trained], weight, targets[trained], bias=bias, chunk_size=chunk_size
     )
+    if token_losses.numel() == 0:  # nothing trained here: a zero that still reaches every weight (DDP needs it)
+        return (hidden.sum() + weight.sum()) * 0.0
     if global_counts is None:
         global_counts = count_targets({"labels": labels, "cu_seq_lens_q": cu_seq_lens})
     if reduction == "token":
