@@ -9,7 +9,8 @@ from lw_core import Instruction, count_words
 
 @pytest.mark.slow
 def test_agentwrite_plans_and_writes_every_section_with_the_embedded_model(embedded_server, record_property) -> None:
-    instruction = Instruction(prompt="Write a 300-word essay about the sea in three paragraphs: its colours, its creatures, its storms.", length=300)
+    prompt = "Write a 300-word essay about the sea in three paragraphs: its colours, its creatures, its storms."
+    instruction = Instruction(prompt=prompt, length=300)
     # the 135M model does not stop by itself: cap every section at 1.5 tokens per budgeted word; sections of at
     # most 100 words make the server's JSON schema ask for (at least) 3 sections
     agent = AgentWrite(
