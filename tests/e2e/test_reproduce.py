@@ -12,11 +12,12 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "longben
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_reproduce_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     config = ReproduceConfig(
         name="tiny",
         n_instructions=2,
-        max_section_words=120,
+        max_section_words=80,
         min_words=30,
         train_steps=1,
         train_max_tokens=1024,
