@@ -148,7 +148,12 @@ class ScriptedServer:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                request = json.loads(self.rfile.read(length) or b"{}")
+                body = self.rfile.read(length)
+                try:
+                    request = json.loads(body)
+                except ValueError:  # a client killed mid-send: the request never reached "the model"
+                    self.close_connection = True
+                    return
                 if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
                     self._send(404, b'{"error": {"message": "not found"}}')
                     return
