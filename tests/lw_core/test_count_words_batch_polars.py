@@ -8,7 +8,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lw_core import count_words, count_words_batch
-from lw_core.text import AGREED_CHARS
+from lw_core.text import AGREED_CHARS, count_words_series
 
 
 def _agreed_code_points() -> list[str]:
@@ -41,3 +41,15 @@ def test_batch_equals_scalar_on_texts_near_the_accepted_set(texts: list[str]) ->
 def test_order_is_kept_across_the_three_paths() -> None:
     texts = ["plain ascii words", "中文 and English，混合", "café au lait", "", "x〪y", "ok"]
     assert count_words_batch(texts) == [count_words(t) for t in texts] == [3, 6, 2, 0, 2, 1]
+
+
+def test_series_keeps_nulls_and_name_on_every_path() -> None:
+    texts = pl.Series("answer", ["a b", None, "中文 and English", None, "café au lait"])
+    counts = count_words_series(texts)
+    assert counts.name == "answer"
+    assert counts.to_list() == [2, None, 4, None, 2]
+
+
+def test_many_words_per_text_on_the_non_ascii_path() -> None:
+    text = "长篇写作 long-form writing，第1章 chapter_1 x2 ok。" * 500
+    assert count_words_series(pl.Series([text])).to_list() == [count_words(text)]

@@ -148,9 +148,9 @@ class ScriptedServer:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                body = self.rfile.read(length)
+                raw = self.rfile.read(length)
                 try:
-                    request = json.loads(body)
+                    request = json.loads(raw)
                 except ValueError:  # a client killed mid-send: the request never reached "the model"
                     self.close_connection = True
                     return

@@ -15,9 +15,9 @@ The rule, paper-style (LongWriter §5: length-aware and quality-aware choice amo
 from __future__ import annotations
 
 import polars as pl
+from lw_core.text import count_words_series
 from pydantic import BaseModel, Field
 
-from lw_data._text import word_counts
 from lw_data.errors import DataError
 
 
@@ -43,7 +43,7 @@ def score_candidates(predictions: pl.DataFrame, judgments: pl.DataFrame, rule: D
     """One row per judged candidate with ``length_score``, ``quality_score`` and ``score``."""
     preds = predictions.with_columns(pl.col("sample").fill_null(0))
     if "word_count" not in preds.columns or preds["word_count"].null_count() or (preds["word_count"] == 0).any():
-        preds = preds.with_columns(word_count=word_counts(preds["response"]))
+        preds = preds.with_columns(word_count=count_words_series(preds["response"]))
     ok = judgments.with_columns(pl.col("sample").fill_null(0))
     if "status" in ok.columns:
         ok = ok.filter(pl.col("status").fill_null("ok") == "ok")

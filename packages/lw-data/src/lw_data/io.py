@@ -13,8 +13,9 @@ from typing import IO, Any
 
 import polars as pl
 from lw_core import RecordError, stable_id
+from lw_core.text import count_words_series
 
-from lw_data._text import language, word_counts
+from lw_data._text import language
 from lw_data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -236,5 +237,5 @@ def sft_frame_from_messages(frame: pl.DataFrame, *, source: str) -> pl.DataFrame
             pl.struct(role=pl.element().struct.field("role"), content=pl.element().struct.field("content"))
         ),
         language=language(pl.col("_prompt")),
-        words=word_counts(frame["_answer"]),
+        words=count_words_series(frame["_answer"]),
     )

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+from lw_core.text import count_words_series
 from pydantic import BaseModel, Field
 
-from lw_data._text import language, repetition_scores, word_counts
+from lw_data._text import language, repetition_scores
 from lw_data.io import AtomicFile, iter_jsonl_batches
 from lw_data.lengths import extract_lengths
 
@@ -114,7 +115,7 @@ def build_sft(documents: pl.DataFrame, filters: SFTFilters | None = None) -> tup
     response, empty_section = clean_response(pl.col("sections"), pl.col("text"), pl.col("prompt"))
     frame = documents.with_columns(response=response, empty_section=empty_section)
     frame = frame.with_columns(
-        words=word_counts(frame["response"]),
+        words=count_words_series(frame["response"]),
         repetition=repetition_scores(frame["response"], f.ngram),
     ).with_columns(ratio=pl.col("words") / pl.col("requested"))
     status = pl.col("status")

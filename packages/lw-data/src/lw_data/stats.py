@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 import polars as pl
+from lw_core.text import count_words_series
 
-from lw_data._text import language, word_counts
+from lw_data._text import language
 from lw_data.errors import DataError
 from lw_data.io import AtomicFile
 
@@ -32,7 +33,7 @@ def measures(frame: pl.DataFrame) -> pl.DataFrame:
         base = meta if meta is not None else pl.DataFrame({"words": pl.Series([None] * frame.height, dtype=pl.Int64)})
         if "words" not in base.columns or base["words"].null_count():
             known = base["words"] if "words" in base.columns else None
-            counted = word_counts(texts["a"])
+            counted = count_words_series(texts["a"])
             base = base.with_columns(words=counted if known is None else known.fill_null(counted))
         guessed = texts.select(language(pl.col("u"))).to_series()
         has_language = "language" in base.columns
