@@ -4,7 +4,8 @@ Same samples, same trained tokens, same loss code (lw_train.model_loss, sequence
 batch; only the collation differs: PaddedCollator on shuffled batches of --batch-size samples vs PackedCollator on
 BFD bins of --bin-tokens. The length mix is LongWriter-like, scaled down for a CPU: mostly 50-600 tokens with
 ~8 % long samples of --long-max/2 to --long-max tokens. On CPU, sdpa computes the whole masked T x T attention of
-a packed row (FlashAttention varlen on GPU does not), so smaller bins pay less for it.
+a packed row (FlashAttention varlen on GPU does not); lw_train.segment_attention runs each segment alone instead,
+and packed rows are timed both ways.
 Memory: peak RSS of the loss alone (hidden states -> SmolLM2's 49k-vocabulary head -> cross-entropy,
 forward+backward) on a --long-row-token row, full logits vs chunked, each in a fresh process.
 
@@ -71,7 +72,7 @@ def train(model, batches, reduction="sequence") -> float:
 
 
 def throughput(args) -> None:
-    from lw_train import PackedCollator, PaddedCollator, count_targets, pack, pack_fill
+    from lw_train import PackedCollator, PaddedCollator, count_targets, pack, pack_fill, use_segment_attention
     from transformers import AutoModelForCausalLM
 
     folder = smollm2_folder()
@@ -104,8 +105,12 @@ def throughput(args) -> None:
     padded_s = train(model, padded)
     packed_s = train(model, packed)
     print(f"padded: {trained / padded_s:7.1f} trained tokens/s ({padded_s:.1f} s)")
-    print(f"packed: {trained / packed_s:7.1f} trained tokens/s ({packed_s:.1f} s)")
-    print(f"packed / padded: {padded_s / packed_s:.2f}x")
+    print(f"packed: {trained / packed_s:7.1f} trained tokens/s ({packed_s:.1f} s)  sdpa, block-diagonal mask")
+    use_segment_attention(model)
+    train(model, packed[:1])  # warm-up
+    segments_s = train(model, packed)
+    print(f"packed: {trained / segments_s:7.1f} trained tokens/s ({segments_s:.1f} s)  lw_train.segment_attention")
+    print(f"packed / padded: {padded_s / packed_s:.2f}x (sdpa mask), {padded_s / segments_s:.2f}x (segment attention)")
 
 
 def memory_child(mode: str, tokens: int, hidden_size: int, vocab_size: int) -> None:

@@ -140,3 +140,32 @@ def test_a_batch_without_trained_tokens_gives_a_zero_loss_with_gradients(tiny_ll
     loss.backward()
     assert loss.item() == 0.0
     assert model.lm_head.weight.grad is not None and model.lm_head.weight.grad.abs().sum() == 0
+
+
+def test_segment_attention_matches_each_sample_alone_and_padded_gradients(tiny_llama, monkeypatch):
+    from lw_train import use_segment_attention
+
+    sdpa, seen = F.scaled_dot_product_attention, []
+    monkeypatch.setattr(
+        F, "scaled_dot_product_attention", lambda q, *a, **k: seen.append(q.shape[2]) or sdpa(q, *a, **k)
+    )
+
+    reference = tiny_llama()
+    model_loss(reference, PaddedCollator()(SAMPLES), reduction="sequence").backward()
+    model = use_segment_attention(tiny_llama())
+    assert model.config._attn_implementation == "lw_segments"
+    batch = PackedCollator(pad_to_multiple_of=64)(SAMPLES)
+    seen.clear()
+    model_loss(model, batch, reduction="sequence").backward()
+    assert seen == [9, 23, 6, 14, 12] * 2  # each segment (and the dummy one) alone, in both layers
+    assert ((gradients(model) - gradients(reference)).norm() / gradients(reference).norm()) <= 1e-5
+    with torch.no_grad():
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        packed = model.eval()(**inputs, use_cache=False).logits[0]
+        bounds = batch["cu_seq_lens_q"].tolist()
+        for i, sample in enumerate(SAMPLES):  # a single sample (no cu_seq_lens) goes through plain sdpa
+            alone = model(torch.tensor([sample["input_ids"]]), use_cache=False).logits[0]
+            assert (packed[bounds[i] : bounds[i + 1]] - alone).abs().max() <= 1e-4
+        padded = PaddedCollator()(SAMPLES)
+        logits = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
+        assert (logits[0, : len(SAMPLES[0]["input_ids"])] - packed[: bounds[1]]).abs().max() <= 1e-4

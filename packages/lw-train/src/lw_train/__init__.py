@@ -25,10 +25,14 @@ __all__ = [
     "model_loss",
     "pack",
     "pack_fill",
+    "segment_attention",
     "tokenize_chats",
+    "use_segment_attention",
 ]
 
 _LAZY = {
+    "segment_attention": "attention",
+    "use_segment_attention": "attention",
     "BinDataset": "collators",
     "PackedCollator": "collators",
     "PaddedCollator": "collators",
