@@ -38,6 +38,21 @@ def test_batch_equals_scalar_on_texts_near_the_accepted_set(texts: list[str]) ->
     assert count_words_batch(texts) == [count_words(t) for t in texts]
 
 
+def test_tricky_texts_match_the_reference() -> None:
+    texts = [
+        "Hello, world! 你好",
+        "don't stop 42 times",
+        "café naïve résumé",  # letters next to non-ASCII letters are not words
+        "x\u0301yz abc",  # combining mark: Rust and Python disagree on \w here
+        "snake_case and CamelCase",
+        "中文English混排text测试",
+        "①②③ abc ² def",
+        "ＡＢＣ full-width Ａ1",
+        "",
+    ]
+    assert count_words_series(pl.Series(texts)).to_list() == [count_words(t) for t in texts]
+
+
 def test_order_is_kept_across_the_three_paths() -> None:
     texts = ["plain ascii words", "中文 and English，混合", "café au lait", "", "x〪y", "ok"]
     assert count_words_batch(texts) == [count_words(t) for t in texts] == [3, 6, 2, 0, 2, 1]

@@ -169,3 +169,21 @@ def test_segment_attention_matches_each_sample_alone_and_padded_gradients(tiny_l
         padded = PaddedCollator()(SAMPLES)
         logits = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
         assert (logits[0, : len(SAMPLES[0]["input_ids"])] - packed[: bounds[1]]).abs().max() <= 1e-4
+
+
+def test_segment_attention_leaves_sliding_window_layers_to_sdpa():
+    from lw_train import use_segment_attention
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, sliding_window=4, attn_implementation="sdpa",
+    )  # fmt: skip
+    model = MistralForCausalLM(config).eval()
+    batch = PackedCollator()(SAMPLES)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        windowed = model(**inputs, use_cache=False).logits
+        segmented = use_segment_attention(model)(**inputs, use_cache=False).logits
+    assert (windowed - segmented).abs().max() <= 1e-5

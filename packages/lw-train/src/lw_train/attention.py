@@ -29,10 +29,12 @@ def segment_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """Causal sdpa run separately on each segment of a packed ``[1, heads, T, dim]`` row (bounds from
-    ``cu_seq_lens_q``); any other batch (padded, generation with a cache) goes to transformers' sdpa."""
+    ``cu_seq_lens_q``). Anything else goes to transformers' sdpa with its mask: padded batches, generation with a
+    cache, and layers with a sliding window or logit soft-capping (plain causal sdpa would ignore them)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if cu_seq_lens_q is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+    packed_row = cu_seq_lens_q is not None and query.shape[0] == 1 and query.shape[2] == key.shape[2]
+    if not packed_row or kwargs.get("sliding_window") or kwargs.get("softcap"):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
@@ -43,7 +45,7 @@ def segment_attention(
             query[:, :, start:end],
             key[:, :, start:end],
             value[:, :, start:end],
-            dropout_p=dropout if module.training else 0.0,
+            dropout_p=dropout,
             is_causal=True,
             scale=scaling,
             enable_gqa=gqa,
