@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from lw_core import RecordError, SFTRecord, read_jsonl
 from lw_data import SFTFilters, build_sft, build_sft_file, read_documents
+from lw_data.io import iter_jsonl_batches
 from lw_data.sft import DOCUMENT_SCHEMA, documents_frame
 
 LOOSE = SFTFilters(min_words=10, max_words=10_000)
@@ -180,3 +181,14 @@ def test_wrong_type_names_line_and_field(tmp_path: Path, make: Any, bad: dict[st
     path = make.write_lines(tmp_path / "docs.jsonl", docs)
     with pytest.raises(RecordError, match=rf"docs\.jsonl:3: field '{field}': wrong type"):
         build_sft_file(path, tmp_path / "sft.jsonl")
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 3, 100])
+def test_batches_keep_line_numbers_across_blank_lines(tmp_path: Path, batch_rows: int) -> None:
+    lines = ['{"id": "a"}', "", '{"id": "b"}\r', "   ", '{"id": "c"}', "\t\r", "", '{"id": "d"}', '  {"id": "e"}']
+    path = tmp_path / "docs.jsonl"
+    path.write_bytes("\n".join(lines).encode())  # no newline after the last line: it is whole, not torn
+    frames = list(iter_jsonl_batches(path, {"id": pl.String()}, batch_rows=batch_rows))
+    got = [(row["id"], row["_line"]) for frame in frames for row in frame.iter_rows(named=True)]
+    assert got == [("a", 1), ("b", 3), ("c", 5), ("d", 8), ("e", 9)]
+    assert all(frame.height <= batch_rows for frame in frames)

@@ -1,14 +1,16 @@
-"""The polars text measures give the same numbers as their plain-Python definitions."""
+"""The text measures (polars expressions and the numba pass) give the numbers of their plain-Python definitions."""
 
 from __future__ import annotations
 
 import re
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lw_core import detect_language
-from lw_data._text import language, normalize, repetition_scores
+from lw_core import count_words, detect_language
+from lw_data._kernels import text_measures
+from lw_data._text import language, normalize
 
 
 def reference_repetition(text: str, n: int = 4) -> float:
@@ -19,24 +21,65 @@ def reference_repetition(text: str, n: int = 4) -> float:
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
-def test_repetition_scores_loops_high_and_prose_low() -> None:
+def test_repetition_loops_high_and_prose_low() -> None:
     loop = "I am a writer. " * 50
     prose = " ".join(f"word{i}" for i in range(400))
     zh_loop = "我是一个作家。" * 40
     texts = [loop, prose, zh_loop, "too short", "", None]
-    scores = repetition_scores(pl.Series(texts)).to_list()
+    words, scores = text_measures(pl.Series(texts))
     assert scores[0] > 0.9 and scores[2] > 0.9
     assert scores[1] == scores[3] == scores[4] == scores[5] == 0.0
+    assert words.to_list() == [200, 0, 240, 2, 0, None]  # "word12" holds digits: not a word to the paper
     for n in (1, 2, 4, 6):
-        got = repetition_scores(pl.Series(texts), n).to_list()
-        assert got == [reference_repetition(t or "", n) for t in texts]
+        _, got = text_measures(pl.Series(texts), n)
+        assert got.to_list() == [reference_repetition(t or "", n) for t in texts]
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.text(alphabet=st.sampled_from("ab c\n你我"), max_size=120))
-def test_repetition_matches_reference(text: str) -> None:
-    got = repetition_scores(pl.Series([text]))[0]
-    assert abs(got - reference_repetition(text)) < 1e-12
+# Characters where a byte-level kernel could go wrong: word characters to Python but not to Rust (tone mark,
+# Arabic digit, combining acute), letters whose lower case is context-dependent or two characters long (Σ, İ),
+# full-width and title-case letters, a 4-byte emoji, CJK inside and next to words, and every separator.
+TRICKY = "aZ_9' \n\t\r-你我。，é\u0301İΣσςǅＡ\u302a٣😀ß"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(TRICKY), max_size=80), st.integers(1, 6))
+def test_measures_match_their_python_definitions(text: str, n: int) -> None:
+    words, rep = text_measures(pl.Series([text]), n)
+    assert words[0] == count_words(text)
+    assert abs(rep[0] - reference_repetition(text, n)) < 1e-12
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(st.characters(exclude_categories=["Cs"]), max_size=40), max_size=8))
+def test_measures_match_on_any_unicode(texts: list[str]) -> None:
+    words, rep = text_measures(pl.Series(texts, dtype=pl.String))
+    assert words.to_list() == [count_words(t) for t in texts]
+    assert rep.to_list() == pytest.approx([reference_repetition(t) for t in texts], abs=1e-12)
+
+
+def test_repetition_lowers_case_as_python_does() -> None:
+    # "ΣΣ".lower() is "σς" (final sigma) and "İ".lower() two characters: per-character tables get these wrong
+    texts = ["ΣΣ σς", "İx i̇x", "ΑΣ ασ ας", "Straße STRASSE straße"]
+    for n in (1, 2):
+        _, rep = text_measures(pl.Series(texts), n)
+        assert rep.to_list() == [reference_repetition(t, n) for t in texts]
+    assert text_measures(pl.Series(texts), 1)[1].to_list()[:2] == [0.5, 0.5]
+
+
+def test_measures_read_slices_and_chunked_columns() -> None:
+    texts = ["one two three four one two three four", None, "写作写作写作", "ΣΑΣ ΣΑΣ ΣΑΣ ΣΑΣ ΣΑΣ"] * 3
+    whole = pl.Series(texts)
+    chunked = pl.concat([whole.slice(0, 5), whole.slice(5)], rechunk=False)
+    assert chunked.n_chunks() == 2
+    for column, expected in ((whole.slice(3, 6), texts[3:9]), (chunked, texts), (whole.clear(), [])):
+        words, rep = text_measures(column)
+        assert words.to_list() == [None if t is None else count_words(t) for t in expected]
+        assert rep.to_list() == [reference_repetition(t or "") for t in expected]
+
+
+def test_measures_reject_unsupported_ngram_sizes() -> None:
+    with pytest.raises(ValueError, match="n-gram size"):
+        text_measures(pl.Series(["a"]), 7)
 
 
 def test_normalize_makes_near_duplicates_equal() -> None:

@@ -9,7 +9,7 @@ from lw_core import stable_id
 
 from lw_data._text import language, normalize
 from lw_data.errors import DataError
-from lw_data.lengths import extract_lengths
+from lw_data.lengths import fill_lengths
 
 PROMPT_COLUMNS = ("prompt", "instruction", "query", "question", "input")
 
@@ -34,7 +34,7 @@ def prepare_instructions(frame: pl.DataFrame, *, source: str = "input") -> tuple
     )
     known = pl.col("language").str.to_lowercase()
     frame = frame.with_columns(
-        length=pl.coalesce("length", extract_lengths(frame["prompt"])),
+        length=fill_lengths(frame["length"], frame["prompt"]),
         language=pl.when(known.is_in(["en", "zh"])).then(known).otherwise(language(pl.col("prompt"))),
         _norm=normalize(pl.col("prompt")),
     ).with_row_index("_row")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -50,7 +49,7 @@ def iter_jsonl_batches(
 def _parse_batch(
     path: Path, first_line: int, lines: list[bytes], schema: dict[str, pl.DataType] | None, *, last: bool
 ) -> pl.DataFrame:
-    numbered = [(first_line + i, raw) for i, raw in enumerate(lines) if raw.strip()]
+    numbered = [(first_line + i, raw) for i, raw in enumerate(lines) if not raw.isspace()]  # as polars skips
     try:
         frame = _read_lines([raw for _, raw in numbered], schema)
     except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
@@ -63,7 +62,7 @@ def _read_lines(lines: list[bytes], schema: dict[str, pl.DataType] | None) -> pl
     if not lines:
         return pl.DataFrame(schema=schema)
     data = b"".join(raw if raw.endswith(b"\n") else raw + b"\n" for raw in lines)
-    return pl.read_ndjson(io.BytesIO(data), schema=schema)
+    return pl.read_ndjson(data, schema=schema)
 
 
 def _drop_torn_or_raise(

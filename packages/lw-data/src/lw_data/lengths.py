@@ -106,3 +106,12 @@ def extract_length(prompt: str) -> int | None:
 def extract_lengths(prompts: pl.Series) -> pl.Series:
     """:func:`extract_length` over a column (prompts are short: the Python regexes take ~10 µs each)."""
     return prompts.map_elements(extract_length, return_dtype=pl.Int64, skip_nulls=True).alias("length")
+
+
+def fill_lengths(lengths: pl.Series, prompts: pl.Series) -> pl.Series:
+    """The given lengths, with each missing one read from its prompt (only those prompts are parsed)."""
+    missing = lengths.is_null()
+    if not missing.any():
+        return lengths
+    found = extract_lengths(prompts.filter(missing)).cast(lengths.dtype)
+    return lengths.scatter(missing.arg_true(), found)

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-from lw_core.text import count_words_series
 from pydantic import BaseModel, Field
 
-from lw_data._text import language, repetition_scores
+from lw_data._text import language
 from lw_data.io import AtomicFile, iter_jsonl_batches
-from lw_data.lengths import extract_lengths
+from lw_data.lengths import fill_lengths
 
 #: The fields of lw-core's ``Document`` that lw-data reads (everything else in a record is ignored).
 DOCUMENT_SCHEMA: dict[str, pl.DataType] = {
@@ -80,7 +79,7 @@ def documents_frame(raw: pl.DataFrame) -> pl.DataFrame:
         *([pl.col("_line")] if "_line" in raw.columns else []),
     )
     return frame.with_columns(
-        requested=pl.coalesce("requested", extract_lengths(frame["prompt"])),
+        requested=fill_lengths(frame["requested"], frame["prompt"]),
         language=pl.coalesce("language", language(pl.col("prompt"))),
     )
 
@@ -113,11 +112,12 @@ def build_sft(documents: pl.DataFrame, filters: SFTFilters | None = None) -> tup
     """
     f = filters or SFTFilters()
     response, empty_section = clean_response(pl.col("sections"), pl.col("text"), pl.col("prompt"))
-    frame = documents.with_columns(response=response, empty_section=empty_section)
-    frame = frame.with_columns(
-        words=count_words_series(frame["response"]),
-        repetition=repetition_scores(frame["response"], f.ngram),
-    ).with_columns(ratio=pl.col("words") / pl.col("requested"))
+    # the streaming engine cleans morsels of rows on every core; the in-memory one runs string ops on one
+    frame = documents.lazy().with_columns(response=response, empty_section=empty_section).collect(engine="streaming")
+    from lw_data._kernels import text_measures  # numba loads in ~0.3 s: only when there is work for it
+
+    words, repetition = text_measures(frame["response"], f.ngram)
+    frame = frame.with_columns(words=words, repetition=repetition).with_columns(ratio=words / pl.col("requested"))
     status = pl.col("status")
     checks = [
         pl.col("prompt").is_null() | (pl.col("prompt") == ""),
