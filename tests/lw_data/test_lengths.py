@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from lw_data import extract_length
-from lw_data.lengths import chinese_number, extract_lengths
+from lw_data.lengths import chinese_number, extract_lengths, fill_lengths
 
 LONGBENCH_WRITE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "longbench_write"
 
@@ -60,6 +60,13 @@ def test_extract_length(prompt: str, expected: int | None) -> None:
 def test_column_version_matches_scalar() -> None:
     prompts = pl.Series("prompt", [p for p, _ in CORPUS] + [None])
     assert extract_lengths(prompts).to_list() == [e for _, e in CORPUS] + [None]
+
+
+def test_given_lengths_win_and_only_missing_ones_are_read() -> None:
+    prompts = pl.Series(["Write 5000 words", "写一篇3000字的文章", "Write a poem", "Write 800 words"])
+    given = pl.Series("length", [1200, None, None, None], dtype=pl.Int64)
+    assert fill_lengths(given, prompts).to_list() == [1200, 3000, None, 800]
+    assert fill_lengths(pl.Series([7, 8]), prompts.head(2)).to_list() == [7, 8]
 
 
 @pytest.mark.parametrize(
