@@ -48,11 +48,19 @@ def test_every_package_builds_a_wheel_and_lw_core_installs_without_torch(tmp_pat
     python = env_dir / "bin" / "python"
     (core_wheel,) = dist.glob("lw_core-*.whl")
     subprocess.run([python, "-m", "pip", "install", "-q", str(core_wheel)], check=True)
-    probe = (
-        "import sys, lw_core; "
-        "assert lw_core.count_words('two words 两字') == 4; "
-        "assert 'torch' not in sys.modules; "
-        "import importlib.util; assert importlib.util.find_spec('torch') is None; print('ok')"
-    )
+    probe = """
+import importlib.util, sys, lw_core
+from lw_core.text import count_words_batch, count_words_series
+assert lw_core.count_words("two words 两字") == 4
+assert count_words_batch(["two words", "两字"]) == [2, 2]  # without polars: the plain loop
+try:
+    count_words_series(None)
+except ImportError as err:
+    assert "lw-core[fast]" in str(err), err  # names the extra to install
+else:
+    raise AssertionError("count_words_series ran without polars")
+assert "torch" not in sys.modules and importlib.util.find_spec("torch") is None
+print("ok")
+"""
     out = subprocess.run([python, "-c", probe], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "ok"

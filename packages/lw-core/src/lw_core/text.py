@@ -54,7 +54,10 @@ def count_words_series(texts: pl.Series) -> pl.Series:
     in Rust's regex engines) by counting word runs (``\\w+``) minus the runs holding anything but ASCII letters,
     which is the same number.
     """
-    import polars as pl
+    try:
+        import polars as pl
+    except ImportError as err:
+        raise ImportError("count_words_series needs polars: pip install 'lw-core[fast]'") from err
 
     t = pl.col("t")
     frame = pl.DataFrame({"t": texts.cast(pl.String)}).with_row_index("i")
