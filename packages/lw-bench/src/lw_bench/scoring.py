@@ -33,10 +33,10 @@ def length_score(required: float, actual: float) -> float:
         raise ValueError(f"output length cannot be negative, got {actual}")
     x, y = required, actual
     if y > x:
-        return 100 * max(0, 1.0 - (y / x - 1) / 3)
+        return 100 * max(0.0, 1.0 - (y / x - 1) / 3)
     if y == 0:
         return 0.0
-    return 100 * max(0, 1.0 - (x / y - 1) / 2)
+    return 100 * max(0.0, 1.0 - (x / y - 1) / 2)
 
 
 def _length_scores_numpy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
