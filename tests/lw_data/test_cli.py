@@ -53,6 +53,24 @@ def test_build_sft_and_stats(tmp_path: Path, make: Any) -> None:
     assert result.exit_code == 0 and "all" in result.output and (tmp_path / "again.png").exists()
 
 
+@pytest.mark.parametrize("words", [1_234, 23_456])
+def test_stats_table_never_cuts_values(tmp_path: Path, make: Any, words: int) -> None:
+    prompts = [f"Write {words} words", f"写一篇{words}字的报告"]
+    docs = [make.document(f"d{i}", prompts[i % 2], [make.prose(words + i, i)]) for i in range(4)]
+    out = tmp_path / "sft.jsonl"
+    assert run("build-sft", make.write_lines(tmp_path / "docs.jsonl", docs), "-o", out).exit_code == 0
+    result = runner.invoke(app, ["stats", str(out)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) <= 80 or words > 10_000  # 80 columns, or as wide as the values need
+    header = " ".join(lines[:4])
+    for word in ("language", "type", "rows", "mean", "words", "p10", "median", "p90", "max", "request", "ratio"):
+        assert word in header
+    all_row = next(line.split() for line in lines if line.startswith("all"))
+    median, biggest = f"{words + 1.5:,.1f}", f"{words + 3:,}"
+    assert all_row[:3] == ["all", "all", "4"] and all_row[5:8] == [median, biggest, biggest]  # every column, whole
+
+
 def test_build_sft_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     src = tmp_path / "docs.jsonl"
     src.write_text('{"id": "a", "instruction": {"prompt": "x"}}\nnot json\n{"id": "b"}\n')

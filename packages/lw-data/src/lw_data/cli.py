@@ -37,13 +37,29 @@ def _user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _table(frame: Any, title: str) -> Table:
-    table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(column, justify="right" if frame.schema[column].is_numeric() else "left")
-    for row in frame.iter_rows():
-        table.add_row(*("" if v is None else str(v) for v in row))
+def _table(frame: Any, title: str, width: int) -> Table:
+    """A table of ``frame`` at least ``width`` wide; wider when its values need it, since no value is ever cut."""
+    table = Table(title=title, box=None, pad_edge=False, header_style="bold")  # no rules: ten columns fit in 80
+    rows = [[_cell(v) for v in row] for row in frame.iter_rows()]
+    for i, column in enumerate(frame.columns):
+        header = column.replace("_", " ")  # headers may wrap at spaces
+        widest = max([len(row[i]) for row in rows] + [len(word) for word in header.split()])
+        justify = "right" if frame.schema[column].is_numeric() else "left"
+        table.add_column(header, justify=justify, min_width=widest)
+    for row in rows:
+        table.add_row(*row)
+    table.width = max(width, sum(c.min_width or 0 for c in table.columns) + 2 * (len(table.columns) - 1))
     return table
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if abs(value) >= 100:  # word counts: whole numbers, or a median halfway between two
+            return f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
+        return f"{value:.3g}"  # ratios
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def _print_stats(measured: Any, png: Path | None, title: str) -> None:
@@ -52,7 +68,8 @@ def _print_stats(measured: Any, png: Path | None, title: str) -> None:
     if measured.height == 0:
         console.print("no rows to summarise")
         return
-    Console().print(_table(summarize(measured), title))
+    out = Console()
+    out.print(_table(summarize(measured), title, out.width), crop=False)  # a narrow terminal wraps lines
     if png is not None:
         plot(measured, png, title=title)
         console.print(f"plot: {png}")
