@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -96,3 +100,15 @@ def test_language_matches_detect_language() -> None:
     texts = ["Write a story", "写一篇故事", "用English写 a story", "写a"]
     got = pl.DataFrame({"t": texts}).select(language(pl.col("t"))).to_series().to_list()
     assert got == [detect_language(t) for t in texts]
+
+
+def test_compiled_code_is_cached_under_lw_home_not_beside_the_source(tmp_path: Path) -> None:
+    import lw_data
+
+    source_dir = Path(lw_data.__file__).parent
+    before = {p.name for p in source_dir.rglob("*.nb[ic]")}
+    probe = "import polars as pl, numba; from lw_data._kernels import text_measures; text_measures(pl.Series(['a b']))"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"} | {"LW_HOME": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", probe + "; assert not numba.config.CACHE_DIR"], env=env, check=True)
+    assert list((tmp_path / "numba").rglob("*.nbi"))  # compiled once, found again by the next process
+    assert {p.name for p in source_dir.rglob("*.nb[ic]")} == before  # nothing written into the package

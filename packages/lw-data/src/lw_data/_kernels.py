@@ -17,6 +17,7 @@ import re
 import numba
 import numpy as np
 import polars as pl
+from lw_core import cache_dir
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -26,7 +27,6 @@ _MULTIPLIERS = np.array(
     dtype=np.uint64,
 )
 MAX_NGRAM = len(_MULTIPLIERS)
-_CONTEXT_LOWER = (0x130, 0x3A3)  # "İ".lower() is two characters; "Σ".lower() depends on its neighbours
 
 
 @functools.cache
@@ -35,10 +35,18 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
     chars = "".join(map(chr, range(0x110000)))
     word = re.sub(r"\w", "\x01", re.sub(r"\W", "\x00", chars)).encode("latin-1")
     lower = np.arange(0x110000, dtype=np.uint32)
-    for lo, hi in ((0, 0x130), (0x131, 0x3A3), (0x3A4, 0x110000)):  # chunks in which lower() maps 1:1
+    # "İ".lower() is two characters and "Σ".lower() depends on its neighbours: both stay as they are here
+    for lo, hi in ((0, 0x130), (0x131, 0x3A3), (0x3A4, 0x110000)):
         lowered = chars[lo:hi].lower().encode("utf-32-le", "surrogatepass")
         lower[lo:hi] = np.frombuffer(lowered, dtype=np.uint32)
     return np.frombuffer(word, dtype=np.uint8), lower
+
+
+# numba caches compiled code beside the source file (site-packages, or a checkout) unless given a folder; lw keeps
+# its caches under LW_HOME. CACHE_DIR is numba-wide, so it is set only while these functions are decorated (their
+# cache path is fixed then), and a NUMBA_CACHE_DIR the user chose wins.
+_numba_cache_dir = numba.config.CACHE_DIR
+numba.config.CACHE_DIR = _numba_cache_dir or str(cache_dir("numba"))
 
 
 @numba.njit(cache=True, inline="always")
@@ -120,6 +128,9 @@ def _measure(data, offsets, n, word, lower, multipliers, words, repetition, need
         repetition[i] = 1.0 - distinct / total
 
 
+numba.config.CACHE_DIR = _numba_cache_dir
+
+
 def _buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """UTF-8 bytes, int64 offsets and validity (bool, or None without nulls) of a string column, no Python str."""
     array = texts.cast(pl.String).rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())  # large_string
@@ -154,7 +165,8 @@ def text_measures(texts: pl.Series, n: int = 4) -> tuple[pl.Series, pl.Series]:
         lowered = pl.Series([texts[int(i)].lower() for i in redo], dtype=pl.String)
         data, offsets, _ = _buffers(lowered)
         again = np.zeros(len(redo), dtype=np.float64)
-        _measure(data, offsets, n, word, lower, _MULTIPLIERS, np.zeros(len(redo), np.int64), again, special[redo])
+        unused_words, unused_flags = np.zeros(len(redo), np.int64), np.zeros(len(redo), np.bool_)
+        _measure(data, offsets, n, word, lower, _MULTIPLIERS, unused_words, again, unused_flags)
         repetition[redo] = again
     counts = pl.Series(texts.name, words)
     if valid is not None:
