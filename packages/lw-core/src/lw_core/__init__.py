@@ -9,6 +9,7 @@ from lw_core.client import (
     json_schema_format,
     run_sync,
 )
+from lw_core.data import DataFileError, data_dir, data_file
 from lw_core.errors import ClientError, LWError, RecordError
 from lw_core.jsonl import JsonlWriter, atomic_write, read_jsonl, write_jsonl
 from lw_core.paths import cache_dir, lw_home
@@ -42,6 +43,7 @@ __all__ = [
     "ChatMessage",
     "ClientError",
     "Completion",
+    "DataFileError",
     "Document",
     "Instruction",
     "JsonlWriter",
@@ -62,6 +64,8 @@ __all__ = [
     "cache_dir",
     "count_words",
     "count_words_batch",
+    "data_dir",
+    "data_file",
     "detect_language",
     "json_schema_format",
     "lw_home",

@@ -190,14 +190,19 @@ class OpenAIChatClient:
                 if attempt == self.retries:
                     raise ClientError(
                         f"{self.base_url} (model {self.model!r}): request failed after "
-                        f"{attempt + 1} attempts: {type(exc).__name__}: {exc}"
+                        f"{attempt + 1} attempts: {type(exc).__name__}: {exc}",
+                        status_code=getattr(exc, "status_code", None),
+                        retryable=True,
+                        attempts=attempt + 1,
                     ) from exc
                 delay = self.backoff_s * 2**attempt * (0.5 + random.random())
                 log.info("retrying in %.2fs after %s", delay, type(exc).__name__)
                 await asyncio.sleep(delay)
             except openai.APIStatusError as exc:
                 raise ClientError(
-                    f"{self.base_url} (model {self.model!r}): HTTP {exc.status_code}: {_error_text(exc)}"
+                    f"{self.base_url} (model {self.model!r}): HTTP {exc.status_code}: {_error_text(exc)}",
+                    status_code=exc.status_code,
+                    attempts=attempt + 1,
                 ) from exc
         raise AssertionError("unreachable")
 

@@ -17,4 +17,15 @@ class RecordError(LWError):
 
 
 class ClientError(LWError):
-    """An LLM call failed for good (after retries), or the request itself was invalid."""
+    """An LLM call failed for good (after retries), or the request itself was invalid.
+
+    ``status_code`` is the HTTP status of the last attempt (None for transport errors), ``retryable`` says whether
+    the failure was of a kind worth retrying (so "retries exhausted" and "the request is wrong", e.g. a context
+    overflow, are told apart without parsing the message), and ``attempts`` how many HTTP attempts were made.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retryable: bool = False, attempts: int = 1
+    ) -> None:
+        super().__init__(message)
+        self.status_code, self.retryable, self.attempts = status_code, retryable, attempts
