@@ -31,6 +31,7 @@ from lw_core.schemas import (
     Usage,
     stable_id,
 )
+from lw_core.scoring import length_score, quality_score, repeated_ngram_ratio
 from lw_core.text import count_words, count_words_batch, detect_language
 
 __version__ = "0.1.0"
@@ -68,8 +69,11 @@ __all__ = [
     "data_file",
     "detect_language",
     "json_schema_format",
+    "length_score",
     "lw_home",
+    "quality_score",
     "read_jsonl",
+    "repeated_ngram_ratio",
     "run_sync",
     "stable_id",
     "write_jsonl",

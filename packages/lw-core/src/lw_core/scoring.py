@@ -1,0 +1,74 @@
+"""The scores of one output, in one place for every lw package: length, judged quality and repetition.
+
+``length_score`` and ``quality_score`` are THUDM/LongWriter's ``evaluation/eval_length.py`` and
+``eval_quality.py`` (commit 3fcfdff) operation for operation, so floats are bit-identical to the paper's.
+Vectorised forms (polars, numpy, numba) live in the packages that need the speed and are tested against these.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from lw_core.schemas import DIMENSIONS
+
+
+def length_score(required: float, actual: float) -> float:
+    """S_l of one output: how close ``actual`` length is to ``required``, 0–100; overshoot costs less than undershoot.
+
+    ``100·max(0, 1 − (y/x − 1)/3)`` when longer, ``100·max(0, 1 − (x/y − 1)/2)`` otherwise; an empty answer
+    (y = 0, where the paper divides by zero) scores 0.
+
+    >>> length_score(1000, 1000), length_score(1000, 4000), length_score(900, 300), length_score(100, 0)
+    (100.0, 0.0, 0.0, 0.0)
+    >>> length_score(1000, 2500)
+    50.0
+    """
+    if required <= 0:
+        raise ValueError(f"required length must be positive, got {required}")
+    if actual < 0:
+        raise ValueError(f"output length cannot be negative, got {actual}")
+    x, y = required, actual
+    if y > x:
+        return 100 * max(0.0, 1.0 - (y / x - 1) / 3)
+    if y == 0:
+        return 0.0
+    return 100 * max(0.0, 1.0 - (x / y - 1) / 2)
+
+
+def quality_score(scores: Mapping[str, float]) -> float | None:
+    """S_q of one judgment: the mean over the six :data:`DIMENSIONS` of ``(score − 1) × 25``, 0–100.
+
+    Defined only when all six dimensions are present (None otherwise): the original judge re-asks up to five
+    times while a dimension is missing and then drops the item, so a partial judgment never enters S_q. Extra
+    keys are ignored. A run's S_q averages each dimension over judgments first (see lw-bench's ``score_run``).
+
+    >>> quality_score(dict.fromkeys(DIMENSIONS, 5))
+    100.0
+    >>> quality_score({"Relevance": 5}) is None
+    True
+    """
+    if any(dim not in scores for dim in DIMENSIONS):
+        return None
+    per_dimension = [(float(scores[dim]) - 1) * 25 for dim in DIMENSIONS]
+    return sum(per_dimension) / len(per_dimension)
+
+
+def repeated_ngram_ratio(text: str, n: int = 4) -> float:
+    """Share of repeated word n-grams: ``1 − distinct / all`` (0 = no repeats, near 1 = a loop; < n tokens: 0).
+
+    Tokens are the lower-cased text split on spaces (newlines, tabs and carriage returns count as spaces), every
+    CJK ideograph a token of its own. lw-data's filter and lw-bench's degenerate-output share use this definition.
+
+    >>> round(repeated_ngram_ratio("a b c d a b c d"), 3)  # 5 four-grams, 4 distinct
+    0.2
+    >>> repeated_ngram_ratio("too short")
+    0.0
+    """
+    if n < 1:
+        raise ValueError(f"n-gram size must be at least 1, got {n}")
+    text = re.sub(r"[\n\t\r]", " ", text).lower()
+    text = re.sub(r"([\u4e00-\u9fff])", r" \1 ", text)
+    words = [w for w in text.split(" ") if w]
+    grams = list(zip(*(words[i:] for i in range(n)), strict=False))
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
