@@ -31,12 +31,13 @@ from lw_core.schemas import (
     Usage,
     stable_id,
 )
-from lw_core.scoring import length_score, quality_score, repeated_ngram_ratio
+from lw_core.scoring import REPETITION_THRESHOLD, length_score, quality_score, repeated_ngram_ratio
 from lw_core.text import count_words, count_words_batch, detect_language
 
 __version__ = "0.1.0"
 __all__ = [
     "DIMENSIONS",
+    "REPETITION_THRESHOLD",
     "BenchItem",
     "BenchReport",
     "Capabilities",

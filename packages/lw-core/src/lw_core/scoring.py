@@ -12,6 +12,10 @@ from collections.abc import Mapping
 
 from lw_core.schemas import DIMENSIONS
 
+#: Repeated-4-gram ratio above which a text counts as a loop: lw-data's SFT filter default (``max_repetition``) and
+#: lw-bench's "degenerate output" share, so both call the same outputs degenerate.
+REPETITION_THRESHOLD = 0.3
+
 
 def length_score(required: float, actual: float) -> float:
     """S_l of one output: how close ``actual`` length is to ``required``, 0–100; overshoot costs less than undershoot.
