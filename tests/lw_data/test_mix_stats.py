@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
+from lw_core import PreferencePair
 from lw_data import DataError, load_longwriter6k, measures, mix, plot, split, summarize, to_dataset
 
 
@@ -43,6 +46,49 @@ def test_mix_rejects_bad_input() -> None:
         mix(chats("a", 1), chats("b", 1), long_fraction=0)
     with pytest.raises(DataError, match="general data has no 'messages'"):
         mix(chats("a", 1), pl.DataFrame({"text": ["x"]}), long_fraction=0.5)
+
+
+def pairs(prefix: str, n: int) -> pl.DataFrame:
+    """lw-data's own pairs: prompt, chosen and rejected as message lists, with meta."""
+    return pl.DataFrame(
+        {
+            "id": [f"{prefix}{i}" for i in range(n)],
+            "prompt": [[{"role": "user", "content": f"{prefix} {i}"}] for i in range(n)],
+            "chosen": [[{"role": "assistant", "content": "good"}]] * n,
+            "rejected": [[{"role": "assistant", "content": "bad"}]] * n,
+            "meta": [{"chosen_score": 90.0}] * n,
+        }
+    )
+
+
+@pytest.mark.parametrize(("fraction", "n_long", "n_general"), [(0.1, 8, 72), (0.5, 8, 8), (0.05, 4, 76)])
+def test_mix_pairs_holds_the_fraction(fraction: float, n_long: int, n_general: int) -> None:
+    general = pl.DataFrame({"prompt": [f"q{i}" for i in range(76)], "chosen": ["yes"] * 76, "rejected": ["no"] * 76})
+    mixed = mix(pairs("long", 8), general, long_fraction=fraction, seed=3)
+    counts = dict(mixed.group_by("source").len().iter_rows())
+    assert (counts.get("long", 0), counts.get("general", 0)) == (n_long, n_general)
+    assert mixed.columns == ["id", "prompt", "chosen", "rejected", "source"]
+    records = [PreferencePair.model_validate(row) for row in mixed.to_dicts()]
+    assert len({r.id for r in records}) == mixed.height
+    assert all([m.role for m in r.chosen] == ["assistant"] == [m.role for m in r.rejected] for r in records)
+    assert mixed["source"].head(n_long * 2).n_unique() == 2 or fraction == 0.05  # shuffled, not stacked
+
+
+def test_mix_pairs_reads_every_general_format() -> None:
+    user, system = {"role": "user", "content": "Name a colour"}, {"role": "system", "content": "Be brief."}
+    red, mud = {"role": "assistant", "content": "Red."}, {"role": "assistant", "content": "Mud."}
+    conversations = pl.DataFrame({"chosen": [[system, user, red]], "rejected": [[system, user, mud]]})
+    with_prompt_text = pl.DataFrame({"prompt": ["Name a colour"], "chosen": [[user, red]], "rejected": [[user, mud]]})
+    strings = pl.DataFrame({"prompt": ["Name a colour"], "chosen": ["Red."], "rejected": ["Mud."]})
+    for general, prompt in ((conversations, [system, user]), (with_prompt_text, [user]), (strings, [user])):
+        mixed = mix(pairs("long", 1), general, long_fraction=0.5).filter(pl.col("source") == "general")
+        assert mixed.select("prompt", "chosen", "rejected").to_dicts() == [
+            {"prompt": prompt, "chosen": [red], "rejected": [mud]}
+        ]
+    with pytest.raises(DataError, match="general pairs: no 'prompt' column"):
+        mix(pairs("long", 1), strings.drop("prompt"), long_fraction=0.5)
+    with pytest.raises(DataError, match="long data holds preference pairs but general data SFT chats"):
+        mix(pairs("long", 1), chats("general", 3), long_fraction=0.5)
 
 
 def test_split_keeps_prompts_on_one_side() -> None:
@@ -117,3 +163,15 @@ def test_stats_table_and_plot(tmp_path: Path) -> None:
 def test_measures_without_meta() -> None:
     m = measures(chats("Write", 2, answer="一二三 four"))
     assert m["words"].to_list() == [4, 4] and m["requested"].to_list() == [None, None]
+
+
+def test_plot_leaves_the_callers_matplotlib_backend_alone(tmp_path: Path) -> None:
+    probe = (
+        "import matplotlib, polars as pl; matplotlib.use('svg'); from lw_data import plot; "
+        "m = pl.DataFrame({'language': ['en'], 'type': ['-'], 'words': [900], 'requested': [1000]}); "
+        f"plot(m, {str(tmp_path / 'p.png')!r}); import matplotlib.pyplot as plt; "
+        "print(matplotlib.get_backend(), len(plt.get_fignums()))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["svg", "0"]
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

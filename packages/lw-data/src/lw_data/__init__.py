@@ -10,7 +10,7 @@ from lw_data.errors import DataError
 from lw_data.instructions import prepare_instructions, select_instructions
 from lw_data.io import load_longwriter6k, read_table, to_dataset, write_table
 from lw_data.lengths import extract_length
-from lw_data.mix import mix, split
+from lw_data.mixing import mix, split
 from lw_data.sft import SFTFilters, build_sft, build_sft_file, read_documents
 from lw_data.stats import measures, plot, summarize
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Any
 
 import numba
 import numpy as np
@@ -45,12 +46,13 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
 # numba caches compiled code beside the source file (site-packages, or a checkout) unless given a folder; lw keeps
 # its caches under LW_HOME. CACHE_DIR is numba-wide, so it is set only while these functions are decorated (their
 # cache path is fixed then), and a NUMBA_CACHE_DIR the user chose wins.
-_numba_cache_dir = numba.config.CACHE_DIR
-numba.config.CACHE_DIR = _numba_cache_dir or str(cache_dir("numba"))
+_numba_config: Any = numba.config  # its settings are set at run time: no attributes for a type checker
+_numba_cache_dir = _numba_config.CACHE_DIR
+_numba_config.CACHE_DIR = _numba_cache_dir or str(cache_dir("numba"))
 
 
 @numba.njit(cache=True, inline="always")
-def _decode(data: np.ndarray, k: int) -> tuple[int, int]:
+def _decode(data: np.ndarray, k: int) -> tuple[Any, int]:  # a numpy int64 code point (numba types it)
     b = np.int64(data[k])
     if b < 0x80:
         return b, 1
@@ -128,7 +130,7 @@ def _measure(data, offsets, n, word, lower, multipliers, words, repetition, need
         repetition[i] = 1.0 - distinct / total
 
 
-numba.config.CACHE_DIR = _numba_cache_dir
+_numba_config.CACHE_DIR = _numba_cache_dir
 
 
 def _buffers(texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,17 +22,25 @@ Seed = Annotated[int, typer.Option(help="random seed for sampling and shuffling"
 
 
 def _user_errors(fn: F) -> F:
-    """Print lw errors (bad files, bad options) as one red line and exit 1, without a traceback."""
+    """Print user errors (bad files, bad option values) as one red line and exit 1, without a traceback.
+
+    Only lw errors and option values that a config model refuses count: any other exception is a bug and keeps
+    its traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from lw_core import LWError
+        from pydantic import ValidationError
 
         try:
             return fn(*args, **kwargs)
-        except (LWError, ValueError) as exc:
-            console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-            raise typer.Exit(1) from None
+        except LWError as exc:
+            message = str(exc)
+        except ValidationError as exc:
+            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+        raise typer.Exit(1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -44,7 +52,7 @@ def _table(frame: Any, title: str, width: int) -> Table:
     for i, column in enumerate(frame.columns):
         header = column.replace("_", " ")  # headers may wrap at spaces
         widest = max([len(row[i]) for row in rows] + [len(word) for word in header.split()])
-        justify = "right" if frame.schema[column].is_numeric() else "left"
+        justify: Literal["right", "left"] = "right" if frame.schema[column].is_numeric() else "left"
         table.add_column(header, justify=justify, min_width=widest)
     for row in rows:
         table.add_row(*row)
@@ -200,8 +208,8 @@ def mix(
 ) -> None:
     """Blend long-writing chats with general SFT data, shuffle, and split train/validation."""
     from lw_data.io import read_table, write_table
-    from lw_data.mix import mix as blend
-    from lw_data.mix import split
+    from lw_data.mixing import mix as blend
+    from lw_data.mixing import split
 
     blended = blend(read_table(long), read_table(general), long_fraction=long_fraction, seed=seed)
     train, validation = split(blended, val_fraction=val_fraction, seed=seed)

@@ -131,7 +131,7 @@ def _read_hf_folder(path: Path) -> pl.DataFrame:
             raise DataError(f"{path}: folder holds no .jsonl/.parquet shards and is not a saved HF dataset")
         return pl.concat([read_table(p) for p in shards], how="diagonal_relaxed")
     try:
-        import datasets
+        import datasets  # type: ignore[import-untyped]
     except ImportError:
         raise DataError(f"{path}: is a saved HF dataset; install `lw-data[hf]` to read it") from None
     loaded = datasets.load_from_disk(str(path))

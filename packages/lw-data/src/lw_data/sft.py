@@ -180,7 +180,9 @@ def build_sft_file(
     """
     output = Path(output)
     rejects = Path(rejects) if rejects is not None else output.with_name(output.stem + ".rejects.jsonl")
-    read, kept_n, reasons, measures = 0, 0, {}, []
+    read, kept_n = 0, 0
+    reasons: dict[str, int] = {}
+    measures: list[pl.DataFrame] = []
     with AtomicFile(output) as out, AtomicFile(rejects) as rej:
         for raw in iter_jsonl_batches(documents, DOCUMENT_SCHEMA, batch_rows=batch_rows):
             kept, rejected = build_sft(documents_frame(raw), filters)

@@ -77,14 +77,14 @@ def summarize(m: pl.DataFrame) -> pl.DataFrame:
 
 def plot(m: pl.DataFrame, path: str | os.PathLike[str], *, title: str = "lw-data") -> Path:
     """Save a PNG: histogram of output lengths per language, and output vs requested length (log scales)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend and figure list stay untouched
 
-    fig, (hist, scatter) = plt.subplots(1, 2, figsize=(12, 4.5))
-    top = max(int(m["words"].max() or 1), 10)
+    fig = Figure(figsize=(12, 4.5))
+    FigureCanvasAgg(fig)
+    hist, scatter = fig.subplots(1, 2)
+    top = max(int(m.select(pl.col("words").max()).item() or 1), 10)
     bins = np.logspace(0, np.log10(top * 1.1), 40)
     for lang, group in m.group_by("language", maintain_order=True):
         words = group["words"].to_numpy()
@@ -96,8 +96,8 @@ def plot(m: pl.DataFrame, path: str | os.PathLike[str], *, title: str = "lw-data
     hist.legend()
     known = m.filter(pl.col("requested").is_not_null() & (pl.col("words") > 0))
     if known.height:
-        lo = max(1, min(int(known["requested"].min()), int(known["words"].min())))
-        hi = max(int(known["requested"].max()), int(known["words"].max()))
+        lo = max(1, int(known.select(pl.min_horizontal(pl.col("requested", "words").min())).item()))
+        hi = int(known.select(pl.max_horizontal(pl.col("requested", "words").max())).item())
         scatter.plot([lo, hi], [lo, hi], "k--", lw=1, label="as requested")
         scatter.set(xscale="log", yscale="log")
         scatter.legend()
@@ -106,7 +106,6 @@ def plot(m: pl.DataFrame, path: str | os.PathLike[str], *, title: str = "lw-data
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     with AtomicFile(path) as fh:
         fh.write(buffer.getvalue())
     return Path(path)
