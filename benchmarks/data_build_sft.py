@@ -1,10 +1,11 @@
 """build-sft + stats over synthetic AgentWrite documents: lw-data (polars + numba) vs the same filters in pure Python.
 
-Run: /work/venv/bin/python benchmarks/data_build_sft.py [--rows 100000] [--words 3000] [--baseline-rows 10000]
+Run: python benchmarks/data_build_sft.py [--rows 100000] [--words 3000] [--baseline-rows 10000] [--as-written]
 
 Documents are generated in chunks (bounded memory), each chunk is written to a JSONL file, and both
-implementations process that same file: parse, join sections, strip planning artefacts and echoed prompts, count
-words, score n-gram repetition, apply every filter with a reason, write SFT records and rejects, then summarise
+implementations process that same file: parse, join sections, strip plan echoes and echoed prompts (the
+``strip_plan_echo`` option, the heavier path; ``--as-written`` measures the paper's default, which only joins),
+count words, score n-gram repetition, apply every filter with a reason, write SFT records and rejects, then summarise
 lengths per language and type. The pure-Python side runs on the first ``--baseline-rows`` documents (it is slow;
 its per-row rate is what is compared) and its kept ids are checked against lw-data's, so both do the same work.
 lw-data's one-time set-up (compiling its numba pass on first use after install, or loading it from numba's
@@ -28,7 +29,7 @@ from lw_core import count_words, detect_language
 from lw_data import SFTFilters, build_sft_file, summarize
 from lw_data._kernels import text_measures
 from lw_data.lengths import extract_length
-from lw_data.sft import _ARTEFACT_LINES, REASONS
+from lw_data.sft import _PLAN_ECHO, REASONS
 
 _STEMS, _ENDS = ("sun", "sea", "ti", "mo", "wi", "sa", "re", "ke", "lo", "pa"), ("", "n", "r", "st", "th", "l")
 VOCAB_EN = [f"{a}{b}{c}" for a in _STEMS for b in "aeiou" for c in _ENDS]
@@ -81,9 +82,13 @@ def make_document(i: int, rng: random.Random, pools: tuple[list[str], list[str]]
 
 
 # --- the same filters, in pure Python -------------------------------------------------------------------------------
-_ARTEFACTS = re.compile(_ARTEFACT_LINES)
+_ARTEFACTS = re.compile(_PLAN_ECHO)
 _SPACE_CJK = re.compile(r"([\u4e00-\u9fff])")
 _WS = re.compile(r"[\n\t\r]")
+
+
+def _strip_plan_echo(text: str) -> str:
+    return _ARTEFACTS.sub("", text, count=1).strip()
 
 
 def py_repetition(text: str, n: int) -> float:
@@ -104,11 +109,13 @@ def py_build_sft(path: Path, out: Path, rejects: Path, f: SFTFilters) -> list[di
             prompt = (ins.get("prompt") or "").strip()
             requested = ins.get("length") or extract_length(prompt)
             language = ins.get("language") or detect_language(prompt)
-            sections = [_ARTEFACTS.sub("", s.get("text") or "", count=1).strip() for s in doc.get("sections") or []]
-            joined = "\n\n".join(sections) if sections else _ARTEFACTS.sub("", doc.get("text") or "", count=1).strip()
-            if prompt and joined.startswith(prompt):
-                joined = joined[len(prompt) :]
-            response = _ARTEFACTS.sub("", joined.strip(), count=1).strip()
+            clean = _strip_plan_echo if f.strip_plan_echo else str.strip
+            sections = [clean(s.get("text") or "") for s in doc.get("sections") or []]
+            response = "\n\n".join(sections) if sections else clean(doc.get("text") or "")
+            if f.strip_plan_echo:
+                if prompt and response.startswith(prompt):
+                    response = response[len(prompt) :]
+                response = _strip_plan_echo(response.strip())
             words = count_words(response)
             rep = py_repetition(response, f.ngram)
             ratio = words / requested if requested else None
@@ -169,11 +176,12 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=5000, help="documents per generated file (bounds memory)")
     parser.add_argument("--baseline-rows", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--as-written", action="store_true", help="the paper's default: no plan-echo stripping")
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
     pools = sentence_pool(rng, 20_000)
-    filters = SFTFilters()
+    filters = SFTFilters(strip_plan_echo=not args.as_written)
     work = Path(tempfile.mkdtemp(prefix="lw-data-bench-"))
     fast_s = slow_s = fast_cpu = slow_cpu = 0.0
     fast_rows = slow_rows = fast_bytes = slow_bytes = kept = 0

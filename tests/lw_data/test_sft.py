@@ -14,6 +14,7 @@ from lw_data.io import iter_jsonl_batches
 from lw_data.sft import DOCUMENT_SCHEMA, documents_frame
 
 LOOSE = SFTFilters(min_words=10, max_words=10_000)
+ECHO = LOOSE.model_copy(update={"strip_plan_echo": True})
 
 
 def frame_of(make: Any, *docs: dict[str, Any]) -> pl.DataFrame:
@@ -39,11 +40,13 @@ def reason(make: Any, doc: dict[str, Any], filters: SFTFilters = LOOSE) -> str |
             None,
         ),
         (lambda m: {**m.document("a", "Write", []), "text": "  "}, LOOSE, "empty response"),
+        (lambda m: m.document("a", "Write", [m.prose(100), " \n\t"]), LOOSE, "empty section"),
         (
             lambda m: m.document("a", "Write", [m.prose(100), "Paragraph 2 - Main point: the end\n"]),
-            LOOSE,
+            ECHO,
             "empty section",
         ),
+        (lambda m: m.document("a", "Write", [m.prose(100), "Paragraph 2 - Main point: the end\n"]), LOOSE, None),
         (lambda m: m.document("a", "Write", [m.prose(5)]), LOOSE, "too short"),
         (lambda m: m.document("a", "Write", [m.prose(200)]), LOOSE.model_copy(update={"max_words": 150}), "too long"),
         (lambda m: m.document("a", "Write 1000 words", [m.prose(300)], length=1000), LOOSE, "shorter than requested"),
@@ -72,39 +75,52 @@ def test_requested_length_comes_from_the_record_then_the_prompt(make: Any) -> No
     assert frame["requested"].to_list() == [300, 500, None]
 
 
-def test_cleaning_strips_planning_artefacts_and_echoed_prompt(make: Any) -> None:
+def test_sections_are_joined_as_written_like_the_paper(make: Any) -> None:
+    # write.py keeps every answer whole (subtitles included) and joins them with a blank line
+    sections = [
+        f"### Why the sea rises\n\n{make.prose(40, 1)}\n",
+        f"Paragraph 2 - Main Point: the moon\n**Section 2:** Moon\n{make.prose(40, 2)}",
+        f"## Part 3. The end\n{make.prose(40, 3)}",
+    ]
+    kept, _ = build_sft(frame_of(make, make.document("a", "Write about tides", sections)), LOOSE)
+    assert kept["messages"][0][1]["content"] == "\n\n".join(s.strip() for s in sections)
+
+
+def test_plan_echo_and_echoed_prompt_are_stripped_on_request(make: Any) -> None:
     body1, body2, body3 = make.prose(40, 1), make.prose(40, 2), make.prose(40, 3)
     doc = make.document(
         "a",
         "Write about tides",
         [
             f"Write about tides\n\nParagraph 1 - Main point: tides\nWord count: 40 words\n{body1}",
-            f"**Section 2:** Moon\n{body2}",
+            f"**Paragraph 2:** Moon\n**Section 2:** Moon\n{body2}",
             f"## Part 3. The end\n\n{body3}",
         ],
     )
-    kept, _ = build_sft(frame_of(make, doc), LOOSE)
+    kept, _ = build_sft(frame_of(make, doc), ECHO)
     response = kept["messages"][0][1]["content"]
-    assert response == f"{body1}\n\n{body2}\n\n{body3}"
+    assert response == f"{body1}\n\n**Section 2:** Moon\n{body2}\n\n## Part 3. The end\n\n{body3}"
 
 
-def test_chinese_artefacts_are_stripped(make: Any) -> None:
+def test_chinese_plan_echo_is_stripped_and_subtitles_kept(make: Any) -> None:
     one, two = make.chinese(60, 1), make.chinese(60, 2)
-    doc = make.document("a", "写120字", [f"段落1：开头\n字数要求：60字\n{one}", f"第二部分：结尾\n{two}"])
-    kept, _ = build_sft(frame_of(make, doc), LOOSE)
-    assert kept["messages"][0][1]["content"] == f"{one}\n\n{two}"
+    doc = make.document("a", "写120字", [f"段落1：开头\n字数要求：60字\n{one}", f"第三段：结尾\n第二部分：结尾\n{two}"])
+    kept, _ = build_sft(frame_of(make, doc), ECHO)
+    assert kept["messages"][0][1]["content"] == f"{one}\n\n第二部分：结尾\n{two}"
 
 
 def test_headers_inside_the_text_are_kept(make: Any) -> None:
     text = f"{make.prose(30, 1)}\nPart 2 of the journey began at dawn.\n{make.prose(30, 2)}"
-    kept, _ = build_sft(frame_of(make, make.document("a", "Write", [text])), LOOSE)
+    kept, _ = build_sft(frame_of(make, make.document("a", "Write", [text])), ECHO)
     assert kept["messages"][0][1]["content"] == text
 
 
 def test_text_is_used_when_there_are_no_sections(make: Any) -> None:
     body = make.prose(50)
-    doc = {**make.document("a", "Write", []), "text": f"Paragraph 1 - intro\n{body}"}
+    doc = {**make.document("a", "Write", []), "text": f"Paragraph 1 - intro\n{body}\n"}
     kept, _ = build_sft(frame_of(make, doc), LOOSE)
+    assert kept["messages"][0][1]["content"] == f"Paragraph 1 - intro\n{body}"
+    kept, _ = build_sft(frame_of(make, doc), ECHO)
     assert kept["messages"][0][1]["content"] == body
 
 

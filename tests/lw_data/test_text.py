@@ -1,9 +1,9 @@
-"""The text measures (polars expressions and the numba pass) give the numbers of their plain-Python definitions."""
+"""The text measures (polars expressions and the numba pass) give the numbers of their plain-Python definitions
+(lw-core's ``count_words`` and ``repeated_ngram_ratio``)."""
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,16 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lw_core import count_words, detect_language
+from lw_core import repeated_ngram_ratio as reference_repetition
 from lw_data._kernels import text_measures
 from lw_data._text import language, normalize
-
-
-def reference_repetition(text: str, n: int = 4) -> float:
-    text = re.sub(r"[\n\t\r]", " ", text).lower()
-    text = re.sub(r"([\u4e00-\u9fff])", r" \1 ", text)
-    words = [w for w in text.split(" ") if w]
-    grams = list(zip(*(words[i:] for i in range(n)), strict=False))
-    return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
 def test_repetition_loops_high_and_prose_low() -> None:

@@ -130,13 +130,18 @@ def build_sft(
     max_words: int = 40_000,
     min_ratio: Annotated[float, typer.Option(help="min words / requested length")] = 0.5,
     max_ratio: Annotated[float, typer.Option(help="max words / requested length")] = 2.0,
-    max_repetition: Annotated[float, typer.Option(help="max repeated 4-gram ratio")] = 0.3,
+    max_repetition: Annotated[
+        float | None, typer.Option(help="max repeated 4-gram ratio [default: lw-core's REPETITION_THRESHOLD, 0.3]")
+    ] = None,
     keep_truncated: bool = False,
+    strip_plan_echo: Annotated[
+        bool, typer.Option(help="remove plan-step labels and echoed prompts from sections (not the paper's)")
+    ] = False,
     system: Annotated[str | None, typer.Option(help="system prompt to put first in every chat")] = None,
     png: Annotated[Path | None, typer.Option(help="save the length plots here")] = None,
     batch_rows: Annotated[int, typer.Option(help="documents per batch (bounds memory)")] = 5_000,
 ) -> None:
-    """Join, clean and filter AgentWrite documents into SFT chats (`messages`), with a rejects file."""
+    """Join and filter AgentWrite documents into SFT chats (`messages`), with a rejects file."""
     from lw_data.sft import SFTFilters, build_sft_file
 
     filters = SFTFilters(
@@ -144,9 +149,10 @@ def build_sft(
         max_words=max_words,
         min_length_ratio=min_ratio,
         max_length_ratio=max_ratio,
-        max_repetition=max_repetition,
         keep_truncated=keep_truncated,
+        strip_plan_echo=strip_plan_echo,
         system_prompt=system,
+        **({} if max_repetition is None else {"max_repetition": max_repetition}),
     )
     total = _count_lines(documents)
     with _progress() as progress:

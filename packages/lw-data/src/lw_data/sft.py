@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+from lw_core import REPETITION_THRESHOLD
 from pydantic import BaseModel, Field
 
 from lw_data._text import language
@@ -25,14 +26,16 @@ DOCUMENT_SCHEMA: dict[str, pl.DataType] = {
     "status": pl.String(),
 }
 
-# Planning artefacts a writer model echoes at the top of a section: "Paragraph 3 - Main point: ...",
-# "Section 2:", "**Part 1.**", "Word count: 400 words", "段落3：", "第三段：", "字数要求：500字".
-_EN_HEADER = r"(?i:(?:#+\s*)?(?:\*\*)?\s*(?:paragraph|section|part|step)\s+\d+\s*(?:[-–—:.)]|\*\*|$)[^\n]*)"
-_EN_META = r"(?i:(?:\*\*)?\s*(?:main point|word count|word limit)\s*(?:\*\*)?\s*[:：][^\n]*)"
+# What a writer model echoes from its instructions at the top of a section: the plan step's label and fields
+# ("Paragraph 3 - Main Point: ...", "Word count: 400 words", "段落3：", "第三段：", "字数要求：500字"). Subtitles
+# ("## The Moon", "**Section 2:** Tides", "第二部分：结尾") are the writer's own and stay: the paper's write prompt
+# invites them and LongWriter-6k's answers carry them.
+_EN_LABEL = r"(?i:(?:#+\s*)?(?:\*\*)?\s*paragraph\s+\d+\s*(?:[-–—:.)]|\*\*|$)[^\n]*)"
+_EN_FIELD = r"(?i:(?:\*\*)?\s*(?:main point|word count|word limit)\s*(?:\*\*)?\s*[:：][^\n]*)"
 _ZH_NUM = r"[\d一二三四五六七八九十]+"
-_ZH_HEADER = rf"(?:(?:#+\s*)?(?:段落\s*{_ZH_NUM}|第\s*{_ZH_NUM}\s*(?:段|部分|节))\s*[-–—:：.、]?[^\n]*)"
-_ZH_META = r"(?:(?:主要内容|内容要点|字数要求|字数)\s*[:：][^\n]*)"
-_ARTEFACT_LINES = rf"^(?:[ \t]*(?:{_EN_HEADER}|{_EN_META}|{_ZH_HEADER}|{_ZH_META})[ \t]*(?:\n|$)\s*)+"
+_ZH_LABEL = rf"(?:(?:#+\s*)?(?:段落\s*{_ZH_NUM}|第\s*{_ZH_NUM}\s*段)\s*[-–—:：.、]?[^\n]*)"
+_ZH_FIELD = r"(?:(?:主要内容|内容要点|字数要求|字数)\s*[:：][^\n]*)"
+_PLAN_ECHO = rf"^(?:[ \t]*(?:{_EN_LABEL}|{_EN_FIELD}|{_ZH_LABEL}|{_ZH_FIELD})[ \t]*(?:\n|$)\s*)+"
 
 
 class SFTFilters(BaseModel):
@@ -42,9 +45,14 @@ class SFTFilters(BaseModel):
     max_words: int = Field(40_000, ge=1, description="drop longer responses")
     min_length_ratio: float = Field(0.5, ge=0, description="words / requested length, when a length is known")
     max_length_ratio: float = Field(2.0, gt=0)
-    max_repetition: float = Field(0.3, ge=0, le=1, description="repeated 4-gram ratio above which text is a loop")
+    max_repetition: float = Field(
+        REPETITION_THRESHOLD, ge=0, le=1, description="repeated n-gram ratio above which a text is a loop"
+    )
     ngram: int = Field(4, ge=1, le=6)
     keep_truncated: bool = Field(False, description="keep documents AgentWrite marked truncated")
+    strip_plan_echo: bool = Field(
+        False, description="remove plan-step labels and an echoed prompt at the top of sections (not the paper's)"
+    )
     system_prompt: str | None = None
 
 
@@ -84,24 +92,36 @@ def documents_frame(raw: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def clean_response(sections: pl.Expr, text: pl.Expr, prompt: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """The response (sections joined by blank lines, or the text when there are none) without planning artefacts,
-    and whether any section was empty after cleaning."""
+def clean_response(
+    sections: pl.Expr, text: pl.Expr, prompt: pl.Expr, *, strip_plan_echo: bool = False
+) -> tuple[pl.Expr, pl.Expr]:
+    """The response and whether any section was empty.
+
+    The response is the sections joined by blank lines, as the paper's AgentWrite (``write.py``) joins them, or
+    the document's text when there are none; subtitles stay. With ``strip_plan_echo``, what the writer echoed from
+    its instructions goes first: plan-step labels at the top of a section and the prompt at the start.
+    """
     e = pl.element()
-    cleaned = sections.list.eval(_strip_artefacts(e))
+    clean = _strip_plan_echo if strip_plan_echo else _strip
+    cleaned = sections.list.eval(clean(e))
     has_sections = sections.list.len() > 0
-    joined = pl.when(has_sections).then(cleaned.list.join("\n\n")).otherwise(_strip_artefacts(text))
-    unechoed = pl.when(prompt.is_not_null() & joined.str.starts_with(prompt)).then(
-        joined.str.slice(prompt.str.len_chars())
-    )
-    # a section that echoed the prompt may carry its header right after the echo
-    response = _strip_artefacts(unechoed.otherwise(joined).str.strip_chars())
+    joined = pl.when(has_sections).then(cleaned.list.join("\n\n")).otherwise(clean(text))
+    if strip_plan_echo:
+        unechoed = pl.when(prompt.is_not_null() & joined.str.starts_with(prompt)).then(
+            joined.str.slice(prompt.str.len_chars())
+        )
+        # a section that echoed the prompt may carry its label right after the echo
+        joined = _strip_plan_echo(unechoed.otherwise(joined).str.strip_chars())
     empty_section = has_sections & cleaned.list.eval((e.str.len_bytes() == 0).any()).list.first()
-    return response, empty_section.fill_null(False)
+    return joined, empty_section.fill_null(False)
 
 
-def _strip_artefacts(col: pl.Expr) -> pl.Expr:
-    return col.str.replace(_ARTEFACT_LINES, "").str.strip_chars()
+def _strip(col: pl.Expr) -> pl.Expr:
+    return col.str.strip_chars()
+
+
+def _strip_plan_echo(col: pl.Expr) -> pl.Expr:
+    return col.str.replace(_PLAN_ECHO, "").str.strip_chars()
 
 
 def build_sft(documents: pl.DataFrame, filters: SFTFilters | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -111,7 +131,9 @@ def build_sft(documents: pl.DataFrame, filters: SFTFilters | None = None) -> tup
     repetition) — lw-core's ``SFTRecord``; ``rejects`` has ``id``, ``reason`` and the measures behind it.
     """
     f = filters or SFTFilters()
-    response, empty_section = clean_response(pl.col("sections"), pl.col("text"), pl.col("prompt"))
+    response, empty_section = clean_response(
+        pl.col("sections"), pl.col("text"), pl.col("prompt"), strip_plan_echo=f.strip_plan_echo
+    )
     # the streaming engine cleans morsels of rows on every core; the in-memory one runs string ops on one
     frame = documents.lazy().with_columns(response=response, empty_section=empty_section).collect(engine="streaming")
     from lw_data._kernels import text_measures  # numba loads in ~0.3 s: only when there is work for it
