@@ -101,7 +101,8 @@ def test_accumulation_and_ranks_with_global_counts_equal_one_big_batch(reduction
     model.zero_grad()
     micro_batches = [collate([s]) for s in SAMPLES]
     counts = sum((count_targets(b) for b in micro_batches), TargetCounts()).all_reduce()
-    assert counts == count_targets(collate(SAMPLES))
+    whole_counts = count_targets(collate(SAMPLES))
+    assert (counts.tokens, counts.sequences) == (whole_counts.tokens, whole_counts.sequences)
     total = torch.zeros(())
     for batch in micro_batches:
         loss = model_loss(model, batch, reduction=reduction, global_counts=counts)
@@ -131,7 +132,7 @@ def test_counts_ignore_the_dummy_segment_and_untrained_samples():
     samples = [*SAMPLES[:2], {"input_ids": [1, 2, 3], "labels": [-100, -100, -100]}]
     counts = count_targets(PackedCollator(pad_to_multiple_of=64)(samples))
     trained = sum(sum(t != -100 for t in s["labels"][1:]) for s in SAMPLES[:2])
-    assert counts == TargetCounts(tokens=trained, sequences=2)
+    assert counts == TargetCounts(tokens=trained, sequences=2, rows=1)
 
 
 def test_a_batch_without_trained_tokens_gives_a_zero_loss_with_gradients(tiny_llama):
@@ -187,3 +188,31 @@ def test_segment_attention_leaves_sliding_window_layers_to_sdpa():
         windowed = model(**inputs, use_cache=False).logits
         segmented = use_segment_attention(model)(**inputs, use_cache=False).logits
     assert (windowed - segmented).abs().max() <= 1e-5
+
+
+def test_longwriter_loss_is_the_released_codes_row_mean_times_samples_over_30(tiny_llama):
+    """THUDM/LongWriter train/main.py + patch/modeling_llama.py: CE mean over the pack * (samples in pack) / 30."""
+    model = tiny_llama().eval()
+    batch = PackedCollator(pad_to_multiple_of=64)(SAMPLES)
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits[0, :-1]
+        original = F.cross_entropy(logits, batch["labels"][0, 1:], ignore_index=-100) * len(SAMPLES) / 30
+        ours = model_loss(model, batch, reduction="longwriter", chunk_size=5)
+    torch.testing.assert_close(ours, original, rtol=1e-5, atol=1e-7)
+
+
+def test_longwriter_loss_of_a_step_is_the_mean_over_its_rows_however_split(tiny_llama):
+    """Rows [s0, s1] and [s2, s3]: one rank with 2 accumulation steps = 2 ranks = the mean of the two row values."""
+    model = tiny_llama()
+    collate = PackedCollator()
+    rows = [collate(SAMPLES[:2]), collate(SAMPLES[2:])]
+    with torch.no_grad():
+        per_row = [model_loss(model, row, reduction="longwriter") for row in rows]
+    counts = sum((count_targets(b) for b in rows), TargetCounts())
+    assert counts.rows == 2
+    total = sum(model_loss(model, row, reduction="longwriter", global_counts=counts) for row in rows)
+    torch.testing.assert_close(total, torch.stack(per_row).mean(), rtol=1e-6, atol=1e-7)
+    padded = PaddedCollator()(SAMPLES)  # a padded batch: every row holds one sample (weight 1/30)
+    with torch.no_grad():
+        expected = torch.stack([total / n for total, n in alone_losses(model, SAMPLES)]).mean() / 30
+        torch.testing.assert_close(model_loss(model, padded, reduction="longwriter"), expected, rtol=1e-5, atol=1e-7)

@@ -20,7 +20,7 @@ def longwriter_mix(n: int, seed: int = 0) -> list[int]:
 @given(
     lengths=st.lists(st.integers(1, 50), max_size=60),
     capacity=st.integers(50, 120),
-    strategy=st.sampled_from(["bfd", "greedy", "none"]),
+    strategy=st.sampled_from(["bfd", "nextfit", "sorted-nextfit", "none"]),
     num_ranks=st.integers(1, 3),
 )
 def test_every_sample_once_and_no_bin_overflows(lengths, capacity, strategy, num_ranks):
@@ -36,18 +36,25 @@ def test_every_sample_once_and_no_bin_overflows(lengths, capacity, strategy, num
     assert bins == pack(lengths, capacity, strategy, num_ranks=num_ranks, seed=1)
 
 
-def test_bfd_fills_32k_bins_on_a_longwriter_mix_better_than_greedy():
+def test_bfd_fills_32k_bins_on_a_longwriter_mix_better_than_next_fit():
     lengths = longwriter_mix(20_000)
     bfd = pack_fill(pack(lengths, 32_768, "bfd"), lengths, 32_768)
-    greedy = pack_fill(pack(lengths, 32_768, "greedy"), lengths, 32_768)
+    nextfit = pack_fill(pack(lengths, 32_768, "nextfit"), lengths, 32_768)
+    sorted_nextfit = pack_fill(pack(lengths, 32_768, "sorted-nextfit"), lengths, 32_768)
     assert bfd >= 0.999
-    assert greedy < 0.95
+    assert nextfit < 0.95 and sorted_nextfit < 0.999
 
 
 def test_bfd_is_optimal_on_a_small_case():
-    # greedy-by-sorted-order needs 3 bins, best fit needs 2
+    # next fit in sorted order needs 3 bins, best fit needs 2
     assert sorted(map(sorted, pack([6, 4, 5, 5], 10))) == [[0, 1], [2, 3]]
-    assert len(pack([6, 4, 5, 5], 10, "greedy")) == 3
+    assert len(pack([6, 4, 5, 5], 10, "sorted-nextfit")) == 3
+
+
+def test_nextfit_is_the_originals_input_order_packing():
+    """THUDM/LongWriter train/sort_and_group.py: walk the (shuffled) input, open a new pack when one does not fit."""
+    assert pack([4, 5, 1, 6, 3, 2], 10, "nextfit") == [[0, 1, 2], [3, 4], [5]]
+    assert pack([4, 5, 1, 6, 3, 2], 10, "sorted-nextfit") == [[2, 5, 4, 0], [1], [3]]
 
 
 def test_none_keeps_input_order():

@@ -1,24 +1,43 @@
-"""lw-train: best-fit packing, padding-free collators and per-sequence loss weighting for long-output SFT.
+"""lw-train: packed SFT and DPO for long-output models (best-fit packing, padding-free collators, loss weighting).
 
-``lw_train.packing`` is pure Python; everything that needs torch is imported on first use, so
-``import lw_train`` stays cheap for data pipelines.
+``lw_train.packing``, the configs and the errors are importable without torch; everything that needs torch is
+imported on first use, so ``import lw_train`` stays cheap for data pipelines.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .packing import PackingError, pack, pack_fill
+from .config import DPOConfig, SFTConfig
+from .errors import CollatorError, ConfigError, LossError, PackingError, TokenizationError, TrainError
+from .packing import pack, pack_fill
+
+if TYPE_CHECKING:  # the lazy exports below, typed for type checkers
+    from ._run import TrainResult
+    from .attention import segment_attention, use_segment_attention
+    from .collators import BinDataset, PackedCollator, PaddedCollator
+    from .dpo import train_dpo
+    from .loss import TargetCounts, chunked_cross_entropy, count_targets, lm_loss, model_loss
+    from .sft import train_sft
+    from .tokenization import TokenizedChats, tokenize_chats
 
 __version__ = "0.1.0"
 __all__ = [
     "BinDataset",
+    "CollatorError",
+    "ConfigError",
+    "DPOConfig",
+    "LossError",
     "PackedCollator",
     "PackingError",
     "PaddedCollator",
+    "SFTConfig",
     "TargetCounts",
+    "TokenizationError",
     "TokenizedChats",
+    "TrainError",
+    "TrainResult",
     "chunked_cross_entropy",
     "count_targets",
     "lm_loss",
@@ -27,20 +46,25 @@ __all__ = [
     "pack_fill",
     "segment_attention",
     "tokenize_chats",
+    "train_dpo",
+    "train_sft",
     "use_segment_attention",
 ]
 
 _LAZY = {
+    "TrainResult": "_run",
     "segment_attention": "attention",
     "use_segment_attention": "attention",
     "BinDataset": "collators",
     "PackedCollator": "collators",
     "PaddedCollator": "collators",
+    "train_dpo": "dpo",
     "TargetCounts": "loss",
     "chunked_cross_entropy": "loss",
     "count_targets": "loss",
     "lm_loss": "loss",
     "model_loss": "loss",
+    "train_sft": "sft",
     "TokenizedChats": "tokenization",
     "tokenize_chats": "tokenization",
 }

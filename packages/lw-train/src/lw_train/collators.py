@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from lw_core import LWError
+
+from .errors import CollatorError
 
 IGNORE_INDEX = -100
 
 __all__ = ["IGNORE_INDEX", "BinDataset", "CollatorError", "PackedCollator", "PaddedCollator"]
 
-
-class CollatorError(LWError):
-    """A batch cannot be built as configured (too long for a fixed shape, missing fields)."""
 
 
 def _as_tensor(values: Any, field: str, position: int) -> torch.Tensor:

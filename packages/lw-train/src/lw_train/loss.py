@@ -1,9 +1,20 @@
-"""Causal-LM loss with ``token`` or ``sequence`` reduction, exact under accumulation and data parallelism.
+"""Causal-LM loss with ``token``, ``sequence`` or ``longwriter`` reduction, exact under accumulation and ranks.
+
+The three reductions, for the trained tokens ``t`` of one optimizer step (all micro-batches on all ranks):
+
+- ``token``: ``sum_t loss_t / T`` with ``T`` the trained tokens of the step: every token weighs the same, so a
+  30k-token sample outweighs a 300-token one a hundred times.
+- ``sequence`` (LongAlign's loss weighting, arXiv 2401.18058 §3.2, and its released code): each sample's mean
+  token loss, averaged over the ``S`` trained samples of the step: every sample weighs the same.
+- ``longwriter`` (the released LongWriter training code, THUDM/LongWriter@3fcfdff ``train/patch/modeling_*.py``
+  with ``--pack_loss`` and ``train/main.py``'s ``DataCollatorForLMPackDataset``): each packed row's token mean,
+  scaled by the number of samples in the row over 30 (``labels[1].sum() / 30``), averaged over the ``R`` rows of
+  the step (DeepSpeed averages the ranks' losses; the scripts train one row per GPU, no accumulation).
 
 Why global counts: a mean taken per micro-batch (or per rank) weights tokens of small batches more than tokens of
 large ones, so the result changes with the accumulation steps and the number of GPUs. Here each micro-batch
-returns its *sum* divided by the number of trained tokens (or sequences) of the whole optimizer step on all ranks;
-summing the micro-batch gradients then gives exactly the global mean.
+returns its *sum* divided by the number of trained tokens (sequences, rows) of the whole optimizer step on all
+ranks; summing the micro-batch gradients then gives exactly the global value.
 
 A trainer does, per optimizer step::
 
@@ -18,42 +29,49 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lw_core import LWError
 from torch.utils.checkpoint import checkpoint
 
 from .collators import IGNORE_INDEX
+from .config import REDUCTIONS, Reduction
+from .errors import LossError
+#: The constant the released LongWriter code divides each row's sample count by (``train/main.py``).
+LONGWRITER_DIVISOR = 30
 
-Reduction = Literal["token", "sequence"]
-
-__all__ = ["LossError", "Reduction", "TargetCounts", "chunked_cross_entropy", "count_targets", "lm_loss", "model_loss"]
-
-
-class LossError(LWError):
-    """The loss was asked for with inconsistent arguments."""
+__all__ = [
+    "LONGWRITER_DIVISOR",
+    "LossError",
+    "Reduction",
+    "TargetCounts",
+    "chunked_cross_entropy",
+    "count_targets",
+    "lm_loss",
+    "model_loss",
+]
 
 
 @dataclass(frozen=True)
 class TargetCounts:
-    """Trained tokens and trained sequences (samples with at least one trained token) in a batch."""
+    """Trained tokens, trained sequences (samples with at least one trained token) and rows in a batch."""
 
     tokens: int = 0
     sequences: int = 0
+    rows: int = 0
 
     def __add__(self, other: TargetCounts) -> TargetCounts:
-        return TargetCounts(self.tokens + other.tokens, self.sequences + other.sequences)
+        return TargetCounts(self.tokens + other.tokens, self.sequences + other.sequences, self.rows + other.rows)
 
     def all_reduce(self, group: Any = None) -> TargetCounts:
         """Sum over the data-parallel ranks (a no-op unless ``torch.distributed`` is initialized)."""
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             return self
         device = "cuda" if torch.distributed.get_backend(group) == "nccl" else "cpu"
-        totals = torch.tensor([self.tokens, self.sequences], dtype=torch.long, device=device)
+        totals = torch.tensor([self.tokens, self.sequences, self.rows], dtype=torch.long, device=device)
         torch.distributed.all_reduce(totals, group=group)
-        return TargetCounts(int(totals[0]), int(totals[1]))
+        return TargetCounts(*(int(x) for x in totals.tolist()))
 
 
 def _targets_and_segments(
@@ -74,47 +92,51 @@ def _targets_and_segments(
 
 
 def count_targets(batch: Mapping[str, Any]) -> TargetCounts:
-    """Trained tokens and sequences of one (micro-)batch from a collator; sum them over the optimizer step."""
-    _, trained, segments = _targets_and_segments(batch["labels"], batch.get("cu_seq_lens_q"))
-    return TargetCounts(int(trained.sum()), int(torch.unique(segments[trained]).numel()))
+    """Trained tokens, sequences and rows of one (micro-)batch; sum them over the optimizer step."""
+    labels = batch["labels"]
+    _, trained, segments = _targets_and_segments(labels, batch.get("cu_seq_lens_q"))
+    return TargetCounts(int(trained.sum()), int(torch.unique(segments[trained]).numel()), int(labels.shape[0]))
 
 
 def chunked_cross_entropy(
     hidden: torch.Tensor,
-    weight: torch.Tensor,
+    head: torch.Tensor | torch.nn.Module,
     targets: torch.Tensor,
     *,
     bias: torch.Tensor | None = None,
     chunk_size: int = 1024,
+    softcap: float | None = None,
 ) -> torch.Tensor:
-    """Per-token cross-entropy of ``hidden @ weight.T`` without materializing all logits.
+    """Per-token cross-entropy of the LM head applied to ``hidden``, without materializing all logits.
 
-    ``hidden`` is ``[N, H]``, ``targets`` ``[N]``. Logits exist for ``chunk_size`` tokens at a time, in forward
-    and (by recomputation) in backward: memory is O(chunk_size x vocab) instead of O(N x vocab), which at 32k
-    tokens and a 150k vocabulary is the difference between ~20 GB and ~0.6 GB. Logits are upcast to fp32.
+    ``hidden`` is ``[N, H]``, ``targets`` ``[N]``; ``head`` is the output-embedding weight ``[V, H]`` or the LM-head
+    module itself (called chunk by chunk, so DeepSpeed ZeRO-3 gathers its weight and LoRA layers apply). Logits
+    exist for ``chunk_size`` tokens at a time, in forward and (by recomputation) in backward: memory is
+    O(chunk_size x vocab) instead of O(N x vocab), which at 32k tokens and a 150k vocabulary is the difference
+    between ~20 GB and ~0.6 GB. Logits are upcast to fp32; ``softcap`` applies Gemma-style logit soft-capping.
     """
     if chunk_size < 1:
         raise LossError(f"chunk_size must be >= 1, got {chunk_size}")
-    losses = [
-        checkpoint(
-            _chunk_loss,
-            hidden[start : start + chunk_size],
-            weight,
-            bias,
-            targets[start : start + chunk_size],
-            use_reentrant=False,
-        )
-        if torch.is_grad_enabled()
-        else _chunk_loss(hidden[start : start + chunk_size], weight, bias, targets[start : start + chunk_size])
-        for start in range(0, hidden.shape[0], chunk_size)
-    ]
+    losses = []
+    for start in range(0, hidden.shape[0], chunk_size):
+        args = (hidden[start : start + chunk_size], head, bias, targets[start : start + chunk_size], softcap)
+        if torch.is_grad_enabled():
+            losses.append(checkpoint(_chunk_loss, *args, use_reentrant=False))
+        else:
+            losses.append(_chunk_loss(*args))
     return torch.cat(losses) if losses else hidden.new_zeros(0, dtype=torch.float32)
 
 
 def _chunk_loss(
-    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor
+    hidden: torch.Tensor,
+    head: torch.Tensor | torch.nn.Module,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    softcap: float | None,
 ) -> torch.Tensor:
-    logits = F.linear(hidden, weight, bias).float()
+    logits = (F.linear(hidden, head, bias) if isinstance(head, torch.Tensor) else head(hidden)).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
     return F.cross_entropy(logits, targets, reduction="none")
 
 
@@ -127,31 +149,39 @@ def lm_loss(
     global_counts: TargetCounts | None = None,
     cu_seq_lens: torch.Tensor | None = None,
     chunk_size: int = 1024,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """Loss from the last hidden states ``[B, T, H]`` and the labels ``[B, T]`` (not shifted).
 
-    ``token``: sum of token losses / global trained tokens. ``sequence`` (LongAlign): each sample's mean token loss,
-    summed and divided by the global number of trained samples, so a 30k-token sample counts as much as a
-    300-token one. ``cu_seq_lens`` marks the samples of a packed row; without it each row is a sample.
-    ``global_counts`` defaults to this batch's own counts (one process, no accumulation).
+    ``reduction`` is ``token``, ``sequence`` or ``longwriter`` (see the module docstring); ``cu_seq_lens`` marks the
+    samples of a packed row (without it each row is one sample); ``global_counts`` are the counts of the whole
+    optimizer step on all ranks (default: this batch's own, i.e. one process and no accumulation).
     """
-    if reduction not in ("token", "sequence"):
-        raise LossError(f"unknown loss reduction {reduction!r}: use 'token' or 'sequence'")
-    weight = lm_head if isinstance(lm_head, torch.Tensor) else lm_head.weight
-    bias = None if isinstance(lm_head, torch.Tensor) else getattr(lm_head, "bias", None)
+    if reduction not in REDUCTIONS:
+        raise LossError(f"unknown loss reduction {reduction!r}: use one of {', '.join(REDUCTIONS)}")
     targets, trained, segments = _targets_and_segments(labels, cu_seq_lens)
     token_losses = chunked_cross_entropy(
-        hidden[:, :-1][trained], weight, targets[trained], bias=bias, chunk_size=chunk_size
+        hidden[:, :-1][trained], lm_head, targets[trained], chunk_size=chunk_size, softcap=softcap
     )
     if token_losses.numel() == 0:  # nothing trained here: a zero that still reaches every weight (DDP needs it)
-        return (hidden.sum() + weight.sum()) * 0.0
+        weights = [lm_head] if isinstance(lm_head, torch.Tensor) else list(lm_head.parameters())
+        return (hidden.sum() + sum(w.sum() for w in weights)) * 0.0
     if global_counts is None:
         global_counts = count_targets({"labels": labels, "cu_seq_lens_q": cu_seq_lens})
     if reduction == "token":
         return token_losses.sum() / max(global_counts.tokens, 1)
     segment_of_token = segments[trained]
-    tokens_per_segment = torch.bincount(segment_of_token).to(token_losses.dtype)
-    return (token_losses / tokens_per_segment[segment_of_token]).sum() / max(global_counts.sequences, 1)
+    if reduction == "sequence":
+        tokens_per_segment = torch.bincount(segment_of_token).to(token_losses.dtype)
+        return (token_losses / tokens_per_segment[segment_of_token]).sum() / max(global_counts.sequences, 1)
+    rows = labels.shape[0]
+    row_of_token = torch.arange(rows, device=labels.device)[:, None].expand_as(targets)[trained]
+    tokens_per_row = torch.bincount(row_of_token, minlength=rows).to(token_losses.dtype)
+    trained_segments = torch.unique(segment_of_token)
+    row_of_segment = trained_segments if cu_seq_lens is None else torch.zeros_like(trained_segments)
+    sequences_per_row = torch.bincount(row_of_segment, minlength=rows).to(token_losses.dtype)
+    row_weight = sequences_per_row / LONGWRITER_DIVISOR / tokens_per_row.clamp(min=1)
+    return (token_losses * row_weight[row_of_token]).sum() / max(global_counts.rows, 1)
 
 
 def model_loss(
@@ -169,6 +199,7 @@ def model_loss(
     """
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     outputs = model.get_decoder()(**inputs, use_cache=False)
+    config = getattr(model, "config", None)
     return lm_loss(
         outputs.last_hidden_state,
         batch["labels"],
@@ -177,4 +208,5 @@ def model_loss(
         global_counts=global_counts,
         cu_seq_lens=batch.get("cu_seq_lens_q"),
         chunk_size=chunk_size,
+        softcap=getattr(config, "final_logit_softcapping", None),
     )

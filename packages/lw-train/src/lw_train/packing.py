@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
-from lw_core import LWError
+from .errors import PackingError
 
-Strategy = Literal["bfd", "greedy", "none"]
+Strategy = Literal["bfd", "nextfit", "sorted-nextfit", "none"]
+STRATEGIES: tuple[str, ...] = ("bfd", "nextfit", "sorted-nextfit", "none")
 
-__all__ = ["PackingError", "Strategy", "pack", "pack_fill"]
-
-
-class PackingError(LWError):
-    """Packing was asked for something impossible (a sample longer than a bin, bad arguments)."""
+__all__ = ["STRATEGIES", "PackingError", "Strategy", "pack", "pack_fill"]
 
 
 def pack(
@@ -34,10 +31,12 @@ def pack(
     Every index appears exactly once, no bin exceeds ``max_tokens`` and the result depends only on the
     arguments. Strategies:
 
-    - ``"bfd"``: best-fit decreasing: longest first, each into the fullest bin it still fits
+    - ``"bfd"`` (ours): best-fit decreasing: longest first, each into the fullest bin it still fits
       (O(n log n) comparisons). Fills 32k bins to >99.9 % on LongWriter-like length mixes.
-    - ``"greedy"``: the LongWriter paper's sort-and-group baseline: sort by length, cut a new bin when the next
-      sample does not fit. Leaves the tail of every bin empty (~85 % fill).
+    - ``"nextfit"`` (the original): samples in input order, a new bin whenever the next one does not fit the open
+      bin. This is THUDM/LongWriter's ``train/sort_and_group.py`` (and LongAlign's ``pack`` path): despite the
+      file name it does not sort; its input was shuffled once when tokenizing. Shuffle before calling to match.
+    - ``"sorted-nextfit"``: next-fit over samples sorted by length (shortest first): similar lengths share bins.
     - ``"none"``: one sample per bin, in input order (the padded baseline).
 
     ``num_ranks > 1`` makes the number of bins a multiple of ``num_ranks`` (splitting multi-sample bins when
@@ -46,6 +45,8 @@ def pack(
 
     >>> pack([5, 3, 4, 2], max_tokens=7)
     [[0, 3], [2, 1]]
+    >>> pack([5, 3, 4, 2], max_tokens=7, strategy="nextfit")
+    [[0], [1, 2], [3]]
     """
     if max_tokens < 1:
         raise PackingError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -59,12 +60,14 @@ def pack(
             )
     if strategy == "bfd":
         bins = _best_fit_decreasing(lengths, max_tokens)
-    elif strategy == "greedy":
-        bins = _sorted_greedy(lengths, max_tokens)
+    elif strategy == "nextfit":
+        bins = _next_fit(range(len(lengths)), lengths, max_tokens)
+    elif strategy == "sorted-nextfit":
+        bins = _next_fit(sorted(range(len(lengths)), key=lengths.__getitem__), lengths, max_tokens)
     elif strategy == "none":
         bins = [[index] for index in range(len(lengths))]
     else:
-        raise PackingError(f"unknown packing strategy {strategy!r}: use 'bfd', 'greedy' or 'none'")
+        raise PackingError(f"unknown packing strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
     if num_ranks > 1:
         bins = _balance(bins, lengths, num_ranks)
     if seed is not None:
@@ -112,11 +115,11 @@ def _best_fit_decreasing(lengths: Sequence[int], max_tokens: int) -> list[list[i
     return bins
 
 
-def _sorted_greedy(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+def _next_fit(order: Iterable[int], lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
     bins: list[list[int]] = []
     current: list[int] = []
     used = 0
-    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+    for index in order:
         if current and used + lengths[index] > max_tokens:
             bins.append(current)
             current, used = [], 0

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from lw_core import LWError, cache_dir
+from lw_core import cache_dir
 from lw_core.jsonl import atomic_write
 
 from .collators import IGNORE_INDEX
+from .errors import TokenizationError
 
 Overlong = Literal["drop", "truncate", "error"]
 
@@ -32,9 +33,6 @@ _GENERATION_BLOCK = re.compile(r"{%-?\s*generation\s*-?%}")
 # Zero-width characters leak into generated text and teach the model to emit invisible tokens.
 _ZERO_WIDTH = str.maketrans("", "", "\u200b\u200c\u200d\u2060\ufeff")
 
-
-class TokenizationError(LWError):
-    """A record cannot be tokenized as asked (bad messages, unusable chat template, over-long with 'error')."""
 
 
 @dataclass(eq=False)

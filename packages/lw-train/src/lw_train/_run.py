@@ -1,0 +1,239 @@
+"""What SFT and DPO runs share: the output folder, checkpoints that resume safely, progress, logs and the summary.
+
+Layout of ``output_dir``::
+
+    config.json, model.safetensors, tokenizer files   the final model (transformers loads the folder directly)
+    summary.json                                      trained tokens, tokens/s, fill, dropped samples, memory, time
+    log.jsonl                                         one line per logged step (loss, learning rate, tokens/s)
+    checkpoints/lw-train-config.json                  the resolved config the checkpoints belong to
+    checkpoints/checkpoint-<step>/                    transformers checkpoints; ``lw-complete`` marks finished ones
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from lw_core import JsonlWriter, atomic_write
+from transformers import TrainerCallback
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
+
+    from .config import _TrainConfig
+
+log = logging.getLogger("lw_train")
+
+CONFIG_FILE = "lw-train-config.json"
+COMPLETE_MARKER = "lw-complete"
+# Settings that may change between a run and its resumption without changing what is trained.
+RESUMABLE_CHANGES = frozenset({"resume", "save_steps", "save_total_limit", "logging_steps", "threads"})
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class TrainResult:
+    """What a training run returns: the folder of the final model, the summary (also in ``summary.json``), and the
+    trained model itself (on the main process; ``None`` elsewhere)."""
+
+    output_dir: Path
+    summary: dict[str, Any]
+    model: Any = None
+
+
+@dataclass
+class RunStats:
+    """Counted by the trainer, read by the callbacks: trained tokens of this session and when training began."""
+
+    trained_tokens: int = 0
+    started: float = 0.0
+
+    def tokens_per_s(self) -> float:
+        elapsed = time.perf_counter() - self.started if self.started else 0.0
+        return self.trained_tokens / elapsed if elapsed > 0 else 0.0
+
+
+def checkpoints_dir(config: _TrainConfig) -> Path:
+    return config.output_dir / "checkpoints"
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Finished checkpoints, oldest first (a checkpoint cut by a kill has no marker)."""
+    if not folder.is_dir():
+        return []
+    found = [
+        (int(match.group(1)), path)
+        for path in folder.iterdir()
+        if (match := _CHECKPOINT.match(path.name)) and (path / COMPLETE_MARKER).is_file()
+    ]
+    return [path for _, path in sorted(found)]
+
+
+def prepare_output(config: _TrainConfig, *, is_main: bool) -> Path | None:
+    """Check the output folder against ``resume``; save the resolved config; return the checkpoint to resume from."""
+    folder = checkpoints_dir(config)
+    finished = complete_checkpoints(folder)
+    saved = folder / CONFIG_FILE
+    if not config.resume:
+        if finished or (config.output_dir / "summary.json").exists():
+            what = f"checkpoints up to {finished[-1].name}" if finished else "a finished model"
+            raise ConfigError(
+                f"{config.where('output_dir')}: {config.output_dir} already holds {what} of an earlier run; "
+                "continue it with --resume (resume = true) or choose another output_dir"
+            )
+    elif saved.is_file():
+        _check_same_config(config, json.loads(saved.read_text()))
+    if is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        for partial in folder.glob("checkpoint-*"):  # cut by a kill during a save: never resumed from
+            if partial.is_dir() and partial not in finished:
+                shutil.rmtree(partial, ignore_errors=True)
+        atomic_write(saved, json.dumps(config.resolved(), indent=2) + "\n")
+    if config.resume and not finished:
+        log.warning("resume: no finished checkpoint in %s, starting from the beginning", folder)
+    return finished[-1] if config.resume and finished else None
+
+
+def _check_same_config(config: _TrainConfig, saved: dict[str, Any]) -> None:
+    current = config.resolved()
+    changed = sorted(k for k in current.keys() | saved.keys() if k not in RESUMABLE_CHANGES and current.get(k) != saved.get(k))
+    if changed:
+        details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        raise ConfigError(
+            f"{config.where(changed[0])}: differs from the config the checkpoints in {checkpoints_dir(config)} were "
+            f"made with ({details}); resuming needs the same settings (or choose another output_dir)"
+        )
+
+
+def mixed_precision(dtype: str) -> dict[str, bool]:
+    """TrainingArguments flags for the compute dtype (weights stay fp32: the optimizer's master copy)."""
+    if dtype == "auto":
+        dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}
+
+
+def common_arguments(config: _TrainConfig) -> dict[str, Any]:
+    """TrainingArguments that SFT and DPO share, from the config."""
+    return {
+        "output_dir": str(checkpoints_dir(config)),
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler_type": config.lr_scheduler,
+        "warmup_steps": config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        "weight_decay": config.weight_decay,
+        "adam_beta1": config.adam_beta1,
+        "adam_beta2": config.adam_beta2,
+        "max_grad_norm": config.max_grad_norm,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "seed": config.seed,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False} if config.gradient_checkpointing else None,
+        "logging_steps": config.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": config.save_total_limit,
+        "eval_strategy": "steps" if config.eval_fraction > 0 else "no",
+        "eval_steps": config.save_steps,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "use_cpu": not torch.cuda.is_available(),
+        **mixed_precision(config.dtype),
+    }
+
+
+class CheckpointMarker(TrainerCallback):
+    """Marks a checkpoint finished once every rank has written its part, so a kill mid-save is never resumed."""
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            atomic_write(folder / COMPLETE_MARKER, f"{state.global_step}\n")
+
+
+class ProgressAndLog(TrainerCallback):
+    """A rich progress bar (loss, trained tokens/s) and ``log.jsonl``, on the main process."""
+
+    def __init__(self, log_path: Path, stats: RunStats, *, show: bool) -> None:
+        self.log_path, self.stats, self.show = log_path, stats, show
+        self._progress: Any = None
+        self._task: Any = None
+        self._writer: JsonlWriter | None = None
+        self.last: dict[str, float] = {}
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
+        self.stats.started = time.perf_counter()
+        if not state.is_world_process_zero:
+            return
+        self._writer = JsonlWriter(self.log_path)
+        if self.show:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+            )  # fmt: skip
+            self._progress.start()
+            self._task = self._progress.add_task("train", total=state.max_steps, completed=state.global_step, status="")
+
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: Any = None, **_: Any
+    ) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, int | float)}}
+        self.last.update(record)
+        if self._writer is not None:
+            self._writer.write(record)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
+        if self._progress is not None:
+            loss = self.last.get("loss")
+            status = (f"loss {loss:.4f} · " if loss is not None else "") + f"{self.stats.tokens_per_s():.0f} tok/s"
+            self._progress.update(self._task, completed=state.global_step, status=status)
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def peak_memory_mib() -> float:
+    """Peak memory of this process: CUDA allocations on a GPU, else the resident set's high-water mark."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def losses(trainer: Trainer) -> list[dict[str, float]]:
+    """``[{"step", "loss"}, ...]`` from the trainer's log history."""
+    return [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
+
+
+def write_summary(config: _TrainConfig, summary: dict[str, Any], *, show: bool) -> None:
+    atomic_write(config.output_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if show:
+        from rich.console import Console
+
+        brief = {k: v for k, v in summary.items() if k != "losses"}
+        Console(stderr=True).print_json(json.dumps(brief))

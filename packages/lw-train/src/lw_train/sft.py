@@ -1,0 +1,361 @@
+"""Packed SFT on ``transformers.Trainer``: lw-train's packing, collator and loss inside the standard training loop.
+
+Why transformers' Trainer and not TRL's SFTTrainer: TRL's padding-free mode refuses custom collators, and its
+packing joins all bins of a batch into one row; everything SFTTrainer adds on top of Trainer (dataset
+formatting, its own packing and loss) is what lw-train replaces. So SFT needs no ``trl`` import (GPU images without
+trl can train), and the loop, optimizer, scheduler, checkpoints, accelerate/FSDP/DeepSpeed stay transformers'.
+
+What is plugged in:
+
+- data: :func:`tokenize_chats` (over-long samples dropped and counted), :func:`pack` into bins of
+  ``max_tokens``, grouped into whole optimizer steps (``ranks x accumulation x packs_per_device`` bins of similar
+  size), :class:`StepShuffledSampler` shuffling the steps per epoch from ``(seed, epoch)`` so a resumed run replays
+  the same order;
+- batches: :class:`PackedCollator` rows with restarting positions and ``cu_seq_lens``;
+- loss: :func:`model_loss` inside the model's forward (so DDP, FSDP and DeepSpeed see an ordinary forward), with
+  the counts of the whole optimizer step on all ranks, so the ``sequence`` and ``longwriter`` reductions do not
+  depend on how a step is split over ranks and accumulation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import types
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from . import _run
+from .attention import use_segment_attention
+from .collators import BinDataset, PackedCollator
+from .config import SFTConfig
+from .data import read_sft_records
+from .errors import ConfigError, PackingError
+from .loss import Reduction, TargetCounts, count_targets, model_loss
+from .models import resolve_model
+from .packing import pack, pack_fill
+from .tokenization import TokenizedChats, tokenize_chats
+
+log = logging.getLogger("lw_train")
+
+__all__ = ["PackedTrainer", "StepShuffledSampler", "train_sft"]
+
+
+def train_sft(
+    config: SFTConfig, *, callbacks: Sequence[TrainerCallback] = (), progress: bool = True
+) -> _run.TrainResult:
+    """Train ``config.model`` on ``config.data`` and write the final model to ``config.output_dir``.
+
+    Returns the output folder, the summary (also saved as ``summary.json``) and the trained model. ``callbacks``
+    are extra ``transformers.TrainerCallback`` s; ``progress`` shows the progress bar and prints the summary.
+    """
+    from transformers import AutoTokenizer, set_seed
+
+    began = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    args = _training_arguments(config)
+    is_main = args.process_index == 0
+    resume_from = _run.prepare_output(config, is_main=is_main)
+    folder = resolve_model(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    records = read_sft_records(config.data, where=config.where("data"))
+    samples = tokenize_chats(records, tokenizer, max_tokens=config.max_tokens, overlong="drop")
+    _check_samples(config, samples, len(records))
+    train_ids, eval_ids = _split(len(samples), config.eval_fraction, config.seed)
+    step_bins = args.world_size * config.gradient_accumulation_steps * config.packs_per_device
+    train_bins = _bins(config, samples, train_ids, step_bins)
+    eval_bins = _bins(config, samples, eval_ids, 1) if eval_ids else []
+
+    set_seed(config.seed)  # LoRA's initial adapters are random
+    model = _load_model(config, folder)
+    stats = _run.RunStats()
+    show = progress and is_main
+    trainer = PackedTrainer(
+        model=model,
+        args=args,
+        train_dataset=BinDataset(samples, train_bins),
+        eval_dataset=BinDataset(samples, eval_bins) if eval_bins else None,
+        data_collator=PackedCollator(
+            pad_token_id=_pad_id(tokenizer), pad_to_multiple_of=config.pad_to_multiple_of
+        ),
+        processing_class=tokenizer,
+        callbacks=[
+            _run.CheckpointMarker(),
+            _run.ProgressAndLog(config.output_dir / "log.jsonl", stats, show=show),
+            *callbacks,
+        ],
+        sampler=StepShuffledSampler(len(train_bins), step_bins, config.seed),
+        reduction=config.loss_reduction,
+        chunk_size=config.loss_chunk_size,
+        stats=stats,
+    )
+    trainer.remove_callback(PrinterCallback)  # the progress bar and log.jsonl replace its printed dicts
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_seconds = time.perf_counter() - started
+    eval_loss = trainer.evaluate()["eval_loss"] if eval_bins else None
+    trained = _save_final(trainer, config, tokenizer)
+    lengths = samples.lengths
+    summary = {
+        "output_dir": str(config.output_dir),
+        "model": config.model,
+        "steps": trainer.state.global_step,
+        "epochs": round(trainer.state.epoch or 0.0, 4),
+        "records": len(records),
+        "samples": len(train_ids),
+        "eval_samples": len(eval_ids),
+        "dropped_overlong": len(samples.dropped_overlong),
+        "dropped_untrained": len(samples.dropped_untrained),
+        "bins": len(train_bins),
+        "pack_fill": round(pack_fill(train_bins, lengths, config.max_tokens), 4),
+        "trained_tokens": stats.trained_tokens,
+        "tokens_per_s": round(stats.trained_tokens / train_seconds, 2) if train_seconds > 0 else 0.0,
+        "train_seconds": round(train_seconds, 2),
+        "wall_time_s": round(time.perf_counter() - began, 2),
+        "peak_memory_mib": round(_run.peak_memory_mib(), 1),
+        "final_loss": next((e["loss"] for e in reversed(_run.losses(trainer))), None),
+        "eval_loss": eval_loss,
+        "resumed_from": resume_from.name if resume_from else None,
+        "losses": _run.losses(trainer),
+    }
+    if is_main:
+        _run.write_summary(config, summary, show=show)
+    return _run.TrainResult(config.output_dir, summary, trained if is_main else None)
+
+
+class StepShuffledSampler(Sampler[int]):
+    """Bin indices in whole optimizer steps (``step_bins`` consecutive bins), the steps shuffled per epoch.
+
+    The order depends only on ``(seed, epoch)``, so a resumed run sees the same bins in the same steps; keeping
+    steps whole keeps bins of similar size together (no rank waits for a longer row).
+
+    >>> sampler = StepShuffledSampler(6, step_bins=2, seed=0)
+    >>> sampler.set_epoch(1)
+    >>> sorted(sampler) == list(range(6)), len(sampler)
+    (True, 6)
+    """
+
+    def __init__(self, num_bins: int, step_bins: int, seed: int) -> None:
+        self.num_bins, self.step_bins, self.seed, self.epoch = num_bins, step_bins, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_bins
+
+    def __iter__(self) -> Iterator[int]:
+        steps = -(-self.num_bins // self.step_bins)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(steps)
+        for step in order.tolist():
+            yield from range(step * self.step_bins, min((step + 1) * self.step_bins, self.num_bins))
+
+
+@dataclass(frozen=True)
+class _LossRequest:
+    reduction: Reduction
+    counts: TargetCounts | None
+    chunk_size: int
+
+
+_NOT_FOR_THE_DECODER = frozenset({"return_dict", "output_attentions", "output_hidden_states", "num_items_in_batch"})
+
+
+def _packed_forward(self: Any, input_ids: Any = None, labels: Any = None, lw_loss: Any = None, **inputs: Any) -> Any:
+    """The causal LM's forward with lw-train's loss: decoder, then the chunked loss (no full logits)."""
+    if lw_loss is None:  # generation and any other ordinary call
+        return type(self).forward(self, input_ids=input_ids, labels=labels, **inputs)
+    batch = {k: v for k, v in inputs.items() if v is not None and k not in _NOT_FOR_THE_DECODER}
+    batch |= {"input_ids": input_ids, "labels": labels}
+    loss = model_loss(
+        self, batch, reduction=lw_loss.reduction, global_counts=lw_loss.counts, chunk_size=lw_loss.chunk_size
+    )
+    return CausalLMOutputWithPast(loss=loss)
+
+
+class PackedTrainer(Trainer):
+    """``transformers.Trainer`` with lw-train's bin sampler and loss, counted over each whole optimizer step.
+
+    ``get_batch_samples`` (called once per optimizer step with all its micro-batches) sums their
+    :class:`TargetCounts` over the ranks; ``compute_loss`` passes them to the model's forward, where
+    :func:`model_loss` divides by them, and multiplies by the number of processes because DDP/FSDP/DeepSpeed
+    average gradients over ranks. The logged loss is then exactly the loss of the global batch.
+    """
+
+    loss_is_scaled_for_ga = True
+
+    def __init__(
+        self,
+        *args: Any,
+        sampler: Sampler[int],
+        reduction: Reduction,
+        chunk_size: int = 1024,
+        stats: _run.RunStats | None = None,
+        **kwargs: Any,
+    ) -> None:
+        model = kwargs.get("model", args[0] if args else None)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base.forward = types.MethodType(_packed_forward, base)
+        super().__init__(*args, **kwargs)
+        self.bin_sampler, self.reduction, self.chunk_size = sampler, reduction, chunk_size
+        self.stats = stats or _run.RunStats()
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Sampler[int]:
+        return self.bin_sampler
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Sampler[int] | None:
+        return torch.utils.data.SequentialSampler(eval_dataset)
+
+    def get_batch_samples(
+        self, epoch_iterator: Iterator[Any], num_batches: int, device: torch.device
+    ) -> tuple[list[Any], Any]:
+        batches = []
+        for _ in range(num_batches):
+            try:
+                batches.append(next(epoch_iterator))
+            except StopIteration:
+                break
+        counts = sum((count_targets(b) for b in batches), TargetCounts()).all_reduce()
+        self.stats.trained_tokens += counts.tokens
+        return batches, counts
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        counts = num_items_in_batch if isinstance(num_items_in_batch, TargetCounts) else None
+        outputs = model(**inputs, lw_loss=_LossRequest(self.reduction, counts, self.chunk_size))
+        loss = outputs.loss
+        if counts is not None:  # training: the ranks' gradients are averaged, the counts were global
+            loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            logs = {**logs, "trained_tokens": self.stats.trained_tokens, "tokens_per_s": self.stats.tokens_per_s()}
+        super().log(logs, start_time)
+
+
+def _training_arguments(config: SFTConfig) -> TrainingArguments:
+    return TrainingArguments(
+        per_device_train_batch_size=config.packs_per_device,
+        per_device_eval_batch_size=1,
+        remove_unused_columns=False,
+        prediction_loss_only=True,
+        dataloader_drop_last=False,
+        ddp_find_unused_parameters=False,
+        **_run.common_arguments(config),
+    )
+
+
+def _check_samples(config: SFTConfig, samples: TokenizedChats, records: int) -> None:
+    if len(samples) > 0:
+        if samples.dropped_overlong:
+            log.warning(
+                "%d of %d records are longer than max_tokens=%d and were dropped (not truncated)",
+                len(samples.dropped_overlong), records, config.max_tokens,
+            )  # fmt: skip
+        return
+    if len(samples.dropped_overlong) == records:
+        raise ConfigError(
+            f"{config.where('max_tokens')}: every one of the {records} records in {config.data} is longer than "
+            f"max_tokens={config.max_tokens} tokens, so nothing is left to train; raise max_tokens"
+        )
+    raise ConfigError(
+        f"{config.where('data')}: no record of {config.data} has assistant tokens to train on "
+        f"({len(samples.dropped_untrained)} without, {len(samples.dropped_overlong)} over-long)"
+    )
+
+
+def _split(count: int, eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Train and eval sample indices; the eval share is drawn with the seed."""
+    if eval_fraction <= 0:
+        return list(range(count)), []
+    held = max(1, round(count * eval_fraction))
+    if held >= count:
+        raise ConfigError(f"eval_fraction={eval_fraction} leaves no training sample of {count}")
+    chosen = set(np.random.default_rng([seed, 1]).choice(count, size=held, replace=False).tolist())
+    return [i for i in range(count) if i not in chosen], sorted(chosen)
+
+
+def _bins(config: SFTConfig, samples: TokenizedChats, ids: list[int], step_bins: int) -> list[list[int]]:
+    """Bins of sample indices, a multiple of ``step_bins`` of them, grouped into steps of similar size."""
+    order = list(ids)
+    if config.packing == "nextfit":  # the original packs its input after one shuffle (pre_tokenize_*.py)
+        np.random.default_rng([config.seed, 2]).shuffle(order)
+    lengths = samples.lengths
+    try:
+        local = pack([lengths[i] for i in order], config.max_tokens, config.packing, num_ranks=step_bins)
+    except PackingError as error:
+        raise ConfigError(
+            f"{config.where('gradient_accumulation_steps')}: {error} (one optimizer step takes ranks x "
+            f"gradient_accumulation_steps x packs_per_device = {step_bins} bins)"
+        ) from None
+    return [[order[i] for i in b] for b in local]
+
+
+def _pad_id(tokenizer: Any) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def _load_model(config: SFTConfig, folder: str) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    attention = config.attention
+    if attention == "auto":
+        attention = "flash_attention_2" if torch.cuda.is_available() and _has_flash_attention() else "segments"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=torch.float32, attn_implementation="sdpa" if attention == "segments" else attention
+        )
+    except OSError as error:
+        raise ConfigError(f"{config.where('model')}: cannot load {config.model!r}: {error}") from None
+    if attention == "segments":
+        use_segment_attention(model)
+    model.config.use_cache = False
+    if config.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = config.lora
+        model = get_peft_model(
+            model,
+            LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules),
+        )
+    return model
+
+
+def _has_flash_attention() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def _save_final(trainer: PackedTrainer, config: SFTConfig, tokenizer: Any) -> Any:
+    """Write the final model into ``output_dir`` as a plain HF folder (LoRA merged; the adapter in ``adapter/``)."""
+    model = trainer.model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    vars(base).pop("forward", None)  # drop lw-train's loss forward (and accelerate's wrapper of it)
+    base.config.use_cache = True
+    if base.config._attn_implementation == "lw_segments":
+        base.set_attn_implementation("sdpa")
+    if config.lora is None:
+        trainer.save_model(str(config.output_dir))
+        return model
+    if trainer.args.process_index == 0:
+        model.save_pretrained(config.output_dir / "adapter")
+        merged = model.merge_and_unload()
+        merged.save_pretrained(config.output_dir)
+        tokenizer.save_pretrained(config.output_dir)
+        return merged
+    return None
