@@ -1,4 +1,5 @@
 import asyncio
+import email.utils
 import logging
 import time
 
@@ -7,34 +8,103 @@ from lw_core import Capabilities, ClientError, OpenAIChatClient, SyncChatClient,
 from lw_core.testing import Fault, Reply, ScriptedServer
 
 MESSAGES = [{"role": "user", "content": "Say something."}]
+#: Every fault a retry should get past, with the status the last attempt reports (None: no error status).
+RETRYABLE = {
+    Fault.RATE_LIMIT: 429,
+    Fault.UNAVAILABLE: 503,
+    Fault.MALFORMED: None,
+    Fault.TRUNCATED: None,
+    Fault.CUT: None,
+    Fault.RESET: None,
+    Fault.STALL: None,
+}
 
 
 def make_client(server: ScriptedServer, **kwargs) -> OpenAIChatClient:  # type: ignore[no-untyped-def]
-    return OpenAIChatClient(base_url=server.base_url, model="m", backoff_s=0.01, **kwargs)
+    options = {"backoff_s": 0.01, "stall_timeout": 1.0, **kwargs}
+    return OpenAIChatClient(base_url=server.base_url, model="m", **options)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_every_fault_kind_is_retried(stream: bool) -> None:
-    faults = [Fault.RATE_LIMIT, Fault.UNAVAILABLE, Fault.MALFORMED, Fault.TRUNCATED]
+    faults = list(RETRYABLE)
     with ScriptedServer(reply=lambda req: "all good here", script=faults) as server:
-        result = await make_client(server).complete(MESSAGES, stream=stream)
+        pieces: list[str] = []
+        client = make_client(server, max_retries=len(faults))
+        result = await client.complete(MESSAGES, stream=stream, on_text=pieces.append)
     assert result.text == "all good here" and result.finish_reason == "stop"
     assert server.faults == [*faults, Fault.NONE]
+    assert all(call["stream"] for call in server.calls)  # streamed internally either way
+    assert "".join(pieces).endswith("all good here") == stream  # on_text only when the caller streams
 
 
-async def test_retry_after_is_honoured() -> None:
+@pytest.mark.parametrize("fault", list(RETRYABLE))
+async def test_defaults_make_at_most_seven_attempts_then_say_so(fault: Fault) -> None:
+    with ScriptedServer(script=[fault] * 20, stall_s=5) as server:
+        client = OpenAIChatClient(base_url=server.base_url, model="m", backoff_s=0.01, stall_timeout=0.5)
+        with pytest.raises(ClientError, match=r"m'\): request failed after 7 attempts") as err:
+            await client.complete(MESSAGES)
+        assert len(server.calls) == 7
+    assert (err.value.attempts, err.value.retryable, err.value.status_code) == (7, True, RETRYABLE[fault])
+
+
+async def test_context_overflow_is_not_retried() -> None:
+    with ScriptedServer(script=[Fault.UNAVAILABLE, Fault.BAD_REQUEST]) as server:
+        with pytest.raises(ClientError, match=r"127.0.0.1:\d+/v1 \(model 'm'\): HTTP 400: maximum context") as err:
+            await make_client(server).complete(MESSAGES)
+        assert len(server.calls) == 2
+        wrong_path = OpenAIChatClient(base_url=server.base_url.replace("/v1", "/nope"), model="m")
+        with pytest.raises(ClientError, match="HTTP 404"):
+            await wrong_path.complete(MESSAGES)
+    assert (err.value.status_code, err.value.retryable, err.value.attempts) == (400, False, 2)
+
+
+async def test_retry_after_in_seconds_is_honoured() -> None:
     with ScriptedServer(script=[Fault.RATE_LIMIT], retry_after_s=0.6) as server:
         start = time.perf_counter()
         await make_client(server).complete(MESSAGES, max_tokens=3)
     assert time.perf_counter() - start >= 0.55
 
 
-async def test_gives_up_with_a_clear_error_after_retries() -> None:
-    with ScriptedServer(script=[Fault.MALFORMED] * 10) as server:
-        client = make_client(server, retries=2)
-        with pytest.raises(ClientError, match=r"m'\): request failed after 3 attempts"):
-            await client.complete(MESSAGES)
-    assert len(server.calls) == 3
+async def test_retry_after_as_an_http_date_is_honoured() -> None:
+    # HTTP dates have whole seconds: 3 s ahead means a wait of more than 2 s (backoff alone would be ~10 ms)
+    retry_at = email.utils.formatdate(time.time() + 3, usegmt=True)
+    with ScriptedServer(script=[Fault.RATE_LIMIT], retry_after_s=retry_at) as server:
+        start = time.perf_counter()
+        await make_client(server).complete(MESSAGES, max_tokens=3)
+    assert time.perf_counter() - start > 1.9
+    assert server.faults == [Fault.RATE_LIMIT, Fault.NONE]
+
+
+async def test_a_retry_after_beyond_the_backoff_cap_fails_at_once_and_retryable() -> None:
+    server = ScriptedServer(script=[Fault.RATE_LIMIT], retry_after_s=3600)
+    with server, pytest.raises(ClientError, match="asks to wait 3600 s") as err:
+        await make_client(server, max_backoff_s=60).complete(MESSAGES)
+    assert (err.value.status_code, err.value.retryable, err.value.attempts) == (429, True, 1)
+
+
+async def test_a_slow_but_live_server_never_times_out() -> None:
+    # 20 pieces, 0.1 s apart: 2 s in all, far past `timeout`, but never silent for `stall_timeout`
+    with ScriptedServer(reply=lambda req: " ".join(["word"] * 20), token_interval_s=0.1) as server:
+        result = await make_client(server, timeout=0.5, stall_timeout=1.0).complete(MESSAGES)
+    assert result.text.split() == ["word"] * 20 and len(server.calls) == 1
+
+
+async def test_a_stalled_stream_is_dropped_after_stall_timeout_and_retried() -> None:
+    with ScriptedServer(reply=lambda req: "a b c d", script=[Fault.STALL], stall_s=60) as server:
+        start = time.perf_counter()
+        result = await make_client(server, stall_timeout=0.4).complete(MESSAGES)
+        elapsed = time.perf_counter() - start
+    assert result.text == "a b c d" and server.faults == [Fault.STALL, Fault.NONE]
+    assert 0.35 < elapsed < 10  # detected by the silence, not by the server giving up after 60 s
+
+
+async def test_waiting_for_the_first_token_is_bounded_by_timeout() -> None:
+    with ScriptedServer(reply=lambda req: "late", script=[Fault.SLOW], slow_s=3) as server:
+        start = time.perf_counter()
+        result = await make_client(server, timeout=0.4).complete(MESSAGES)
+        elapsed = time.perf_counter() - start
+    assert result.text == "late" and server.faults == [Fault.SLOW, Fault.NONE] and elapsed < 2.5
 
 
 async def test_max_tokens_usage_and_finish_reason() -> None:
@@ -76,14 +146,10 @@ async def test_concurrency_limit_bounds_in_flight_requests() -> None:
     assert peak == 2
 
 
-async def test_client_errors_are_clear_and_not_retried() -> None:
-    with ScriptedServer(script=[Fault.BAD_REQUEST]) as server:
-        with pytest.raises(ClientError, match=r"127.0.0.1:\d+/v1 \(model 'm'\): HTTP 400: maximum context length"):
-            await make_client(server).complete(MESSAGES)
-        assert len(server.calls) == 1
-        wrong_path = OpenAIChatClient(base_url=server.base_url.replace("/v1", "/nope"), model="m")
-        with pytest.raises(ClientError, match="HTTP 404"):
-            await wrong_path.complete(MESSAGES)
+def test_the_old_inner_retry_count_still_sets_the_one_layer() -> None:
+    with pytest.warns(DeprecationWarning, match="max_retries"):
+        client = OpenAIChatClient(base_url="http://127.0.0.1:1/v1", model="m", retries=2)
+    assert client.max_retries == 2 and client.openai.max_retries == 0
 
 
 def test_api_key_is_never_shown(caplog: pytest.LogCaptureFixture) -> None:
@@ -93,6 +159,7 @@ def test_api_key_is_never_shown(caplog: pytest.LogCaptureFixture) -> None:
         assert "sk-secret" not in repr(client)
         with SyncChatClient(client) as sync:
             assert sync.complete(MESSAGES, max_tokens=2).text == "word0 word1"
+    assert "attempt 1/7 failed (HTTP 503: overloaded)" in caplog.text
     assert "sk-secret" not in caplog.text
 
 

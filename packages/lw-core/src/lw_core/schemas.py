@@ -146,6 +146,10 @@ class ChatMessage(Record):
     content: str
 
 
+#: A chat message as a record or as the plain ``{"role": ..., "content": ...}`` dict the OpenAI API takes.
+MessageLike = ChatMessage | dict[str, str]
+
+
 class SFTRecord(Record):
     """A chat in the ``messages`` format that TRL's SFTTrainer and ``datasets`` read."""
 

@@ -10,13 +10,26 @@ of mocking the client::
 
 Faults come from an explicit ``script`` (one entry per request, consumed in order) and/or a
 seeded random ``fault_rate`` over ``fault_kinds``. Each request is answered from ``reply``,
-a function of the request body that returns the text (or a :class:`Reply`).
+a function of the request body that returns the text (or a :class:`Reply`). Streams are sent
+with chunked transfer encoding, as real servers send them, so the faults that break a stream
+(``CUT``, ``RESET``, ``STALL``) reach the client as they would from a real server.
+
+>>> import httpx
+>>> with ScriptedServer(reply=lambda request: "hi there", script=["unavailable"]) as server:
+...     url = server.base_url + "/chat/completions"
+...     body = {"model": "m", "messages": [{"role": "user", "content": "Hello"}]}
+...     first, second = httpx.post(url, json=body), httpx.post(url, json=body)
+>>> first.status_code, second.json()["choices"][0]["message"]["content"], server.faults
+(503, 'hi there', [<Fault.UNAVAILABLE: 'unavailable'>, <Fault.NONE: 'none'>])
 """
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,8 +45,11 @@ class Fault(StrEnum):
     RATE_LIMIT = "rate_limit"  # 429 with Retry-After
     UNAVAILABLE = "unavailable"  # 503
     SLOW = "slow"  # waits ``slow_s`` then answers normally
-    MALFORMED = "malformed"  # 200 with a body that is not JSON
-    TRUNCATED = "truncated"  # a stream (or body) that stops halfway, no [DONE]
+    MALFORMED = "malformed"  # 200 with a body (or a stream event) that is not JSON
+    TRUNCATED = "truncated"  # a stream (or body) that ends cleanly halfway: no finish_reason, no [DONE]
+    CUT = "cut"  # a chunked body cut mid-chunk, connection closed: the client sees a protocol error
+    RESET = "reset"  # half the body, then the connection is reset (TCP RST): the client sees a read error
+    STALL = "stall"  # headers (and half a stream), then silence for ``stall_s`` without closing
     BAD_REQUEST = "bad_request"  # 400 "context length exceeded": not worth a retry
     NONE = "none"  # answer normally
 
@@ -64,7 +80,9 @@ class ScriptedServer:
         fault_kinds: Iterable[Fault] = (Fault.RATE_LIMIT, Fault.UNAVAILABLE, Fault.MALFORMED, Fault.TRUNCATED),
         seed: int = 0,
         slow_s: float = 2.0,
-        retry_after_s: float = 0.05,
+        stall_s: float = 30.0,
+        token_interval_s: float = 0.0,
+        retry_after_s: float | str = 0.05,
         model: str = "scripted",
         host: str = "127.0.0.1",
     ) -> None:
@@ -74,11 +92,14 @@ class ScriptedServer:
         self.fault_kinds = list(fault_kinds)
         self.rng = random.Random(seed)
         self.slow_s = slow_s
-        self.retry_after_s = retry_after_s
+        self.stall_s = stall_s
+        self.token_interval_s = token_interval_s  # a slow but live server: the pause before each streamed piece
+        self.retry_after_s = retry_after_s  # seconds, or an HTTP date (a str) sent as it is
         self.model = model
         self.calls: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._httpd = ThreadingHTTPServer((host, 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -102,6 +123,7 @@ class ScriptedServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # ends stalls at once
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -172,7 +194,7 @@ class ScriptedServer:
                 if fault is Fault.UNAVAILABLE:
                     self._send(503, b'{"error": {"message": "overloaded"}}')
                     return
-                if fault is Fault.MALFORMED:
+                if fault is Fault.MALFORMED and not request.get("stream"):
                     self._send(200, b'{"id": "x", "choices": [ this is not json')
                     return
                 if fault is Fault.SLOW:
@@ -194,7 +216,7 @@ class ScriptedServer:
                     "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
                 }
                 if request.get("stream"):
-                    self._stream(text, finish, usage, truncated=fault is Fault.TRUNCATED)
+                    self._stream(text, finish, usage, fault)
                     return
                 body = {
                     "id": "chatcmpl-scripted",
@@ -207,36 +229,59 @@ class ScriptedServer:
                     "usage": usage,
                 }
                 data = json.dumps(body).encode()
+                half = data[: len(data) // 2]
                 if fault is Fault.TRUNCATED:  # announce the full length, send half, hang up
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data[: len(data) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self._send(200, data)
+                    self._headers("application/json", length=len(data))
+                    self.wfile.write(half)
+                    self._hang_up()
+                elif fault is Fault.STALL:
+                    self._headers("application/json", length=len(data))
+                    self._stall()
+                elif fault in (Fault.CUT, Fault.RESET):
+                    self._headers("application/json")
+                    self._chunk(half)
+                    self._break(fault)
+                else:
+                    self._send(200, data)
 
-            def _stream(self, text: str, finish: str, usage: dict[str, Any], truncated: bool) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.close_connection = True
+            def _stream(self, text: str, finish: str, usage: dict[str, Any], fault: Fault) -> None:
+                self._headers("text/event-stream")
                 pieces = [p + " " for p in text.split(" ")]
-                if pieces:
-                    pieces[-1] = pieces[-1][:-1]
-                if truncated:
+                pieces[-1] = pieces[-1][:-1]
+                if fault in (Fault.TRUNCATED, Fault.CUT, Fault.RESET, Fault.STALL):
                     pieces = pieces[: max(1, len(pieces) // 2)]
+                if fault is Fault.MALFORMED:
+                    self._chunk(b'data: {"choices": [ this is not json\n\n')
                 for piece in pieces:
+                    server._stopping.wait(server.token_interval_s)
                     self._event({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-                if truncated:
-                    self.wfile.flush()
+                if fault is Fault.TRUNCATED:  # a clean end of the body, without finish_reason or [DONE]
+                    self._chunk(b"")
+                    return
+                if fault is Fault.STALL:
+                    self._stall()
+                    return
+                if fault in (Fault.CUT, Fault.RESET):
+                    self._break(fault)
                     return
                 self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
                 self._event({"choices": [], "usage": usage})
-                self.wfile.write(b"data: [DONE]\n\n")
+                self._chunk(b"data: [DONE]\n\n")
+                self._chunk(b"")
+
+            def _headers(self, content_type: str, length: int | None = None) -> None:
+                """Status 200 and headers; without a length the body is sent in chunks (as SSE streams are)."""
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                if length is None:
+                    self.send_header("Transfer-Encoding", "chunked")
+                else:
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+
+            def _chunk(self, data: bytes) -> None:
+                """One chunk of a chunked body (the empty chunk ends the body)."""
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
 
             def _event(self, payload: dict[str, Any]) -> None:
@@ -247,6 +292,30 @@ class ScriptedServer:
                     "model": server.model,
                     **payload,
                 }
-                self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+                self._chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+            def _break(self, fault: Fault) -> None:
+                """CUT: announce a chunk, send half of it and close; RESET: abort the connection with a TCP RST."""
+                if fault is Fault.CUT:
+                    self.wfile.write(b"40\r\n" + b"data: {" + b"x" * 20)  # 0x40 bytes announced, 28 sent
+                    self._hang_up()
+                    return
+                self.wfile.flush()
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self._hang_up()
+
+            def _stall(self) -> None:
+                self.wfile.flush()
+                server._stopping.wait(server.stall_s)
+                self._hang_up()
+
+            def _hang_up(self) -> None:
+                """Close the connection now (the socket's file objects too, or closing it would wait for them)."""
+                self.wfile.flush()
+                self.close_connection = True
+                self.rfile.close()
+                self.wfile.close()
+                self.connection.close()
+                self.wfile = io.BytesIO()  # what the base handler still flushes after us
 
         return Handler
