@@ -1,8 +1,9 @@
 """A scripted "model" that plans and writes like a well-behaved LLM, served over real HTTP by ScriptedServer.
 
 Instructions name a topic (``TOPIC-7``); plans have three 100-word paragraphs whose main points
-are ``T7 point k``; a write request is answered with exactly the words its prompt asks for. So
-every request can be traced back to its (topic, step), which the resume tests count.
+are ``T7 point k``; a write request is answered with exactly the words its prompt asks for, all
+different (a loop would be flagged as repetition), in sentences of ten. So every request can be
+traced back to its (topic, step), which the resume tests count.
 """
 
 from __future__ import annotations
@@ -44,7 +45,21 @@ def writer_reply(request: dict[str, Any]) -> str:
             for k in range(1, STEPS + 1)
         )
     words = int(re.findall(r"about (\d+) words", request["messages"][-1]["content"])[-1])
-    return " ".join(["lorem"] * words)
+    return prose(words)
+
+
+def prose(words: int, start: int = 0) -> str:
+    """``words`` distinct words in sentences of ten: ``wa wb ... wj. wk ...`` (letters only: digits are no words)."""
+    return " ".join(word(k) + ("." if k % 10 == 9 else "") for k in range(start, start + words))
+
+
+def word(k: int) -> str:
+    letters = ""
+    while True:
+        k, digit = divmod(k, 26)
+        letters = "abcdefghijklmnopqrstuvwxyz"[digit] + letters
+        if not k:
+            return "w" + letters
 
 
 def instructions(n: int) -> list[Instruction]:
@@ -55,4 +70,4 @@ def instructions(n: int) -> list[Instruction]:
 def scripted() -> SimpleNamespace:
     """The scripted writer's pieces: ``reply`` for ScriptedServer, ``key`` of a request, ``instructions(n)``."""
     return SimpleNamespace(reply=writer_reply, key=request_key, instructions=instructions, step_words=STEP_WORDS,
-                           steps=STEPS)  # fmt: skip
+                           steps=STEPS, prose=prose)  # fmt: skip

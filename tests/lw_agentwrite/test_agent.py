@@ -69,17 +69,90 @@ async def test_far_too_short_section_is_reasked_once_and_the_longer_kept(scripte
     assert reask[1]["content"] == "too short" and "only 2 words" in reask[2]["content"]
 
 
-async def test_cut_section_is_recorded_not_reasked(scripted) -> None:
+async def test_section_cut_at_its_cap_keeps_its_last_complete_sentence(scripted) -> None:
+    def reply(request):  # section 3 does not stop: 1000 more distinct words in sentences of ten
+        text = scripted.reply(request)
+        return text if scripted.key(request)[1] != 3 else text + " " + scripted.prose(1000, start=100)
+
+    with ScriptedServer(reply) as server:
+        document = await AgentWrite(client_for(server), max_section_tokens=155).run(scripted.instructions(1)[0])
+    assert document.status == "done"  # a trimmed section does not make the document truncated
+    cut = document.sections[2]
+    assert (cut.finish_reason, cut.word_count, cut.attempts) == ("trimmed", 150, 1)  # 155 cut back to sentence 15
+    assert cut.text.endswith(".") and cut.text == scripted.prose(150)
+    assert [s.finish_reason for s in document.sections[:2]] == ["stop", "stop"]
+    assert len(server.calls) == 4  # not re-asked
+
+
+async def test_section_cut_where_no_sentence_ends_is_kept_and_truncates_the_document(scripted) -> None:
     def reply(request):
         text = scripted.reply(request)
-        return text if scripted.key(request)[1] != 3 else text + " lorem" * 1000  # the model does not stop
+        return text if scripted.key(request)[1] != 3 else scripted.prose(400).replace(".", "")
 
     with ScriptedServer(reply) as server:
         document = await AgentWrite(client_for(server), max_section_tokens=150).run(scripted.instructions(1)[0])
     assert document.status == "truncated"
-    assert document.sections[2].finish_reason == "length"
-    assert document.sections[2].word_count == 150
-    assert len(server.calls) == 4
+    assert (document.sections[2].finish_reason, document.sections[2].word_count) == ("length", 150)
+    assert len(server.calls) == 4  # a cut section is not re-asked
+
+
+async def test_cut_section_untrimmed_when_trimming_is_off(scripted) -> None:
+    def reply(request):
+        text = scripted.reply(request)
+        return text if scripted.key(request)[1] != 3 else text + " " + scripted.prose(1000, start=100)
+
+    with ScriptedServer(reply) as server:
+        agent = AgentWrite(client_for(server), max_section_tokens=155, trim_cut_sections=False)
+        document = await agent.run(scripted.instructions(1)[0])
+    assert document.status == "truncated"
+    assert (document.sections[2].finish_reason, document.sections[2].word_count) == ("length", 155)
+
+
+async def test_section_that_is_mostly_repetition_sinks_the_document(scripted) -> None:
+    def reply(request):  # section 2 loops on one sentence until its cap
+        text = scripted.reply(request)
+        return text if scripted.key(request)[1] != 2 else "I am a writer. " * 200
+
+    with ScriptedServer(reply) as server:
+        document = await AgentWrite(client_for(server)).run(scripted.instructions(1)[0])
+        lenient = await AgentWrite(client_for(server), repetition_limit=None).run(scripted.instructions(1)[0])
+    assert document.status == "truncated"
+    assert [s.finish_reason for s in document.sections] == ["stop", "repetitive", "stop"]
+    assert lenient.status == "done" and lenient.sections[1].finish_reason == "trimmed"
+
+
+async def test_loop_is_cut_where_it_starts_and_a_short_remainder_reasked(scripted) -> None:
+    calls = {"n": 0}
+
+    def reply(request):  # section 2 writes 60 good words, then loops; asked again it writes its 100 words
+        if scripted.key(request)[1] != 2:
+            return scripted.reply(request)
+        calls["n"] += 1
+        return scripted.prose(60) + " I am a writer." * 100 if calls["n"] == 1 else scripted.prose(100)
+
+    with ScriptedServer(reply) as server:
+        agent = AgentWrite(client_for(server), trim_loops=True, too_short_ratio=0.7)
+        document = await agent.run(scripted.instructions(1)[0])
+    assert document.status == "done"
+    second = document.sections[1]
+    assert (second.attempts, second.word_count, second.finish_reason) == (2, 100, "stop")
+    reask = server.calls[3]["messages"]  # the loop was cut where it started: one copy of the looped sentence kept
+    assert reask[1]["content"] == scripted.prose(60) + " I am a writer." and "only 64 words" in reask[2]["content"]
+
+
+async def test_looping_section_is_reasked_with_reask_loops(scripted) -> None:
+    calls = {"n": 0}
+
+    def reply(request):
+        if scripted.key(request)[1] != 2:
+            return scripted.reply(request)
+        calls["n"] += 1
+        return "I am a writer. " * 200 if calls["n"] == 1 else scripted.reply(request)
+
+    with ScriptedServer(reply) as server:
+        document = await AgentWrite(client_for(server), reask_loops=True).run(scripted.instructions(1)[0])
+    assert document.status == "done" and document.sections[1].attempts == 2
+    assert server.calls[3]["messages"] == server.calls[2]["messages"]  # a fresh sample of the same request
 
 
 async def test_plan_is_requested_as_json_when_the_server_supports_it(scripted) -> None:
@@ -134,7 +207,7 @@ async def test_chinese_instructions_get_chinese_prompts() -> None:
 
     def reply(request):
         content = request["messages"][0]["content"]
-        return plan_text if "规划助手" in content else "字" * 100
+        return plan_text if "规划助手" in content else "".join(chr(0x4E00 + k) for k in range(100))
 
     with ScriptedServer(reply) as server:
         document = await AgentWrite(client_for(server)).run(

@@ -33,7 +33,7 @@ async def test_faults_at_20_percent_every_instruction_ends_done_or_failed_once(t
 
     kinds = (Fault.RATE_LIMIT, Fault.UNAVAILABLE, Fault.MALFORMED, Fault.TRUNCATED, Fault.SLOW)
     with ScriptedServer(reply, fault_rate=0.2, fault_kinds=kinds, seed=7, slow_s=1.0) as server:
-        agent = AgentWrite(client_for(server, timeout=0.5, max_retries=4, retries=6), plan_attempts=2)
+        agent = AgentWrite(client_for(server, timeout=0.5, max_retries=6), plan_attempts=2)
         stats = await run_batch(agent, instructions, tmp_path / "out.jsonl", concurrency=4)
     assert Counter(server.faults)[Fault.NONE] < len(server.faults)  # faults really happened
     documents = list(read_jsonl(tmp_path / "out.jsonl", Document))

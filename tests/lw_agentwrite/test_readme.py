@@ -20,7 +20,9 @@ def model_reply(request: dict) -> str:
     if "planning assistant" in prompt:
         words = int(re.search(r"\((\d+) words\)", prompt).group(1))
         return "\n".join(f"Paragraph {k} - Main Point: part {k} - Word Count: {words // 3} words" for k in (1, 2, 3))
-    return " ".join(["text"] * int(re.findall(r"about (\d+) words", prompt)[-1]))
+    words = int(re.findall(r"about (\d+) words", prompt)[-1])
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return " ".join(f"word{a}{b}" for a in letters for b in letters)[: 7 * words - 1]  # distinct words: no loop
 
 
 def test_readme_has_the_embedding_and_batch_examples() -> None:

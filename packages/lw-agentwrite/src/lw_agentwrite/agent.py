@@ -7,9 +7,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from lw_core import (
+    REPETITION_THRESHOLD,
     ChatClient,
     ClientError,
     Document,
@@ -21,16 +22,27 @@ from lw_core import (
     Usage,
     count_words,
     json_schema_format,
+    repeated_ngram_ratio,
     run_sync,
 )
 
-from lw_agentwrite.parse import PlanParseError, parse_plan
-from lw_agentwrite.prompts import Prompts
+from lw_agentwrite.parse import PlanParseError, parse_plan, split_plan
+from lw_agentwrite.prompts import Prompts, paper_text
+from lw_agentwrite.trim import loop_onset, trim_to_sentence
 
 log = logging.getLogger(__name__)
 
 SectionCallback = Callable[[Instruction, Section], None]
 TextCallback = Callable[[Instruction, int, str], None]
+
+
+PresetName = Literal["paper", "lw"]
+#: ``finish_reason`` values that make a document ``truncated``: cut mid-sentence, or mostly repetition.
+SINKING = frozenset({"length", "repetitive"})
+
+
+class WriteError(LWError):
+    """A section could not be written (the model answered nothing): the document fails and is retried next run."""
 
 
 class PlanError(LWError):
@@ -67,15 +79,22 @@ def plan_schema(max_steps: int, min_steps: int = 1, max_section_words: int | Non
 class AgentWrite:
     """Plan-then-write long outputs with any :class:`lw_core.ChatClient`.
 
-    ``prompts`` overrides the packaged templates for every language (default: English, or Chinese
-    for ``zh`` instructions). Each section gets ``max_tokens = budget * tokens_per_word + 32``
-    (capped by ``max_section_tokens``), so a model that does not stop cannot run away. A section
-    shorter than ``too_short_ratio`` of its budget is re-asked once and the longer answer kept; a
-    section cut by ``max_tokens`` is kept as is and its ``finish_reason`` recorded, and the
-    document's status becomes ``truncated``. ``on_section`` is called after each finished section,
-    ``on_text`` with every streamed piece of text (``(instruction, step index, text)``).
-    ``max_section_words`` (the paper's 1000) bounds each step's budget: plans over it are rejected,
-    and JSON plans are constrained to it, which also sets their minimum number of steps.
+    The defaults are the ``lw`` preset; ``AgentWrite.preset("paper", client)`` is the original (see :meth:`preset`).
+    ``prompts`` overrides the templates for every language (default: ours, English or Chinese for ``zh``
+    instructions). Each section gets ``max_tokens = budget * tokens_per_word + 32`` (``tokens_per_word=None``: a
+    flat ``max_section_tokens``), so a model that does not stop cannot run away.
+
+    Length control for writers that do not stop by themselves: a section cut at its cap keeps its text up to the last
+    complete sentence (``trim_cut_sections``; ``finish_reason="trimmed"``, the document stays ``done``); with
+    ``trim_loops`` a section is also cut where it starts looping. A section still mostly repetition (repeated
+    4-gram ratio above ``repetition_limit``, lw-data's filter) is ``"repetitive"`` and makes the document
+    ``truncated``, as does one cut where no sentence ends (``"length"``). A section shorter than ``too_short_ratio``
+    of its budget is re-asked once, and a repetitive one with ``reask_loops``; the better answer is kept.
+    ``fit_budgets`` scales the plan's word counts to sum to the requested length.
+
+    ``on_section`` is called after each finished section, ``on_text`` with every streamed piece of text
+    (``(instruction, step index, text)``). ``max_section_words`` (the paper's 1000) bounds each step's budget: plans
+    over it are rejected, and JSON plans are constrained to it, which also sets their minimum number of steps.
     """
 
     client: ChatClient
@@ -86,13 +105,53 @@ class AgentWrite:
     max_section_words: int | None = 1000
     plan_attempts: int = 3
     plan_max_tokens: int = 1024
-    tokens_per_word: float = 2.0
+    tokens_per_word: float | None = 2.0
     max_section_tokens: int | None = 8192
     too_short_ratio: float = 0.5
     default_section_words: int = 500
+    fit_budgets: bool = False
+    trim_cut_sections: bool = True
+    trim_loops: bool = False
+    reask_loops: bool = False
+    repetition_limit: float | None = REPETITION_THRESHOLD
     on_section: SectionCallback | None = None
     on_text: TextCallback | None = None
     _defaults: dict[str, Prompts] = field(default_factory=dict, init=False, repr=False)
+
+    @classmethod
+    def preset(cls, name: PresetName, client: ChatClient, **overrides: Any) -> AgentWrite:
+        """An agent with a named set of settings; ``overrides`` change single fields.
+
+        - ``"paper"``: THUDM/LongWriter's AgentWrite as released — its plan and write prompts (``Prompts.paper()``)
+          filled as its code fills them, every plan line a step, temperature 1.0, no top_p, 4096 max tokens for the
+          plan and for every section, no length hint, no re-asks, no trimming, no repetition check.
+        - ``"lw"``: ours (the defaults of this class): length-hinted plan prompt, parsed and checked plans (JSON
+          where the server enforces schemas), per-section token caps from the budgets, re-asks, trimming.
+
+        >>> from lw_core import OpenAIChatClient
+        >>> agent = AgentWrite.preset("lw", OpenAIChatClient("http://127.0.0.1:8000/v1", "m"), temperature=0.7)
+        >>> agent.temperature, agent.top_p, agent.trim_cut_sections
+        (0.7, 0.8, True)
+        """
+        if name == "paper":
+            settings: dict[str, Any] = {
+                "prompts": Prompts.paper(),
+                "temperature": 1.0,
+                "top_p": None,
+                "max_steps": 50,
+                "plan_attempts": 1,
+                "plan_max_tokens": 4096,
+                "tokens_per_word": None,
+                "max_section_tokens": 4096,
+                "too_short_ratio": 0.0,
+                "trim_cut_sections": False,
+                "repetition_limit": None,
+            }
+        elif name == "lw":
+            settings = {}
+        else:
+            raise LWError(f"unknown AgentWrite preset {name!r}; expected one of: {', '.join(PRESETS)}")
+        return cls(client, **{**settings, **overrides})
 
     def prompts_for(self, instruction: Instruction) -> Prompts:
         if self.prompts is not None:
@@ -110,11 +169,11 @@ class AgentWrite:
 
     async def plan_with_usage(self, instruction: Instruction) -> tuple[Plan, Usage]:
         """:meth:`plan` plus the token usage of every attempt (for accounting)."""
-        prompt = self.prompts_for(instruction).render(
-            "plan", instruction=instruction.prompt, length_hint=_length_hint(instruction)
-        )
-        use_json = bool(getattr(self.client.capabilities, "json_schema", False))
-        max_steps = self._max_steps(instruction)
+        prompts = self.prompts_for(instruction)
+        paper = prompts.style == "paper"
+        prompt = prompts.plan_prompt(instruction)
+        use_json = not paper and bool(getattr(self.client.capabilities, "json_schema", False))
+        max_steps = self.max_steps if paper else self._max_steps(instruction)
         min_steps = 1
         if instruction.length and self.max_section_words:
             min_steps = min(max_steps, math.ceil(instruction.length / self.max_section_words))
@@ -133,19 +192,23 @@ class AgentWrite:
                 response_format=json_schema_format("plan", schema) if use_json else None,
             )
             usage += completion.usage
-            try:
-                plan = parse_plan(completion.text)
-            except PlanParseError as exc:
-                reasons.append(f"attempt {attempt}: {exc}")
-                continue
-            problem = self._check(plan, instruction)
+            if paper:
+                plan = split_plan(completion.text)
+                problem = self._check_lines(plan)
+            else:
+                try:
+                    plan = parse_plan(completion.text)
+                except PlanParseError as exc:
+                    reasons.append(f"attempt {attempt}: {exc}")
+                    continue
+                problem = self._check(plan, instruction)
             if problem is None:
-                steps = self._fill_budgets(plan.steps, instruction)
+                steps = plan.steps if paper else self._budgets(plan.steps, instruction)
                 return Plan(instruction_id=instruction.id, steps=steps, raw=plan.raw), usage
             reasons.append(f"attempt {attempt}: {problem}")
         raise PlanError(
             f"model {self.client.model!r} gave no usable plan for instruction {instruction.id} after "
-            f"{self.plan_attempts} attempts: " + "; ".join(reasons),
+            f"{self.plan_attempts} attempt{'s' if self.plan_attempts > 1 else ''}: " + "; ".join(reasons),
             usage,
         )
 
@@ -153,6 +216,14 @@ class AgentWrite:
         if instruction.length:  # sections of at least ~100 words: the paper asks for 200-1000
             return max(1, min(self.max_steps, math.ceil(instruction.length / 100)))
         return self.max_steps
+
+    def _check_lines(self, plan: Plan) -> str | None:
+        """The original's only check: it skips plans of more than 50 lines (and an empty reply gives nothing)."""
+        if len(plan.steps) > self.max_steps:
+            return f"plan has {len(plan.steps)} lines (more than {self.max_steps})"
+        if not any(s.main_point.strip() for s in plan.steps):
+            return "empty plan"
+        return None
 
     def _check(self, plan: Plan, instruction: Instruction) -> str | None:
         """Why a plan is unusable, or None. Budgets far from the requested length are unusable."""
@@ -170,16 +241,20 @@ class AgentWrite:
                 return f"word counts total {sum(counts)}, far from the requested {instruction.length}"
         return None
 
-    def _fill_budgets(self, steps: list[PlanStep], instruction: Instruction) -> list[PlanStep]:
-        """Give steps without a word count an equal share of what the requested length leaves over."""
+    def _budgets(self, steps: list[PlanStep], instruction: Instruction) -> list[PlanStep]:
+        """Give steps without a word count an equal share of what the requested length leaves over; with
+        ``fit_budgets``, scale all of them to sum to the requested length."""
         missing = [s for s in steps if s.word_count is None]
-        if not missing:
-            return steps
-        share = self.default_section_words
-        if instruction.length:
-            left = instruction.length - sum(s.word_count or 0 for s in steps)
-            share = max(50, left // len(missing)) if left > 0 else self.default_section_words
-        return [s if s.word_count is not None else s.model_copy(update={"word_count": share}) for s in steps]
+        if missing:
+            share = self.default_section_words
+            if instruction.length:
+                left = instruction.length - sum(s.word_count or 0 for s in steps)
+                share = max(50, left // len(missing)) if left > 0 else self.default_section_words
+            steps = [s if s.word_count is not None else s.model_copy(update={"word_count": share}) for s in steps]
+        if self.fit_budgets and instruction.length:
+            counts = fit_counts([s.word_count or 0 for s in steps], instruction.length)
+            steps = [s.model_copy(update={"word_count": c}) for s, c in zip(steps, counts, strict=True)]
+        return steps
 
     # -- write --------------------------------------------------------------------------------
     async def write(
@@ -192,74 +267,91 @@ class AgentWrite:
     ) -> Document:
         """Write every step of ``plan`` not in ``done`` (finished sections, e.g. from a cache), in order.
 
-        Raises :class:`lw_core.ClientError` when a call fails for good; sections finished before
-        that were already passed to the callbacks.
+        Raises :class:`lw_core.ClientError` when a call fails for good and :class:`WriteError` when the model
+        answers a step with nothing; sections finished before that were already passed to the callbacks.
         """
         started = time.perf_counter()
         prompts = self.prompts_for(instruction)
-        plan_text = _plan_text(plan, instruction.language)
         sections = sorted(done, key=lambda s: s.index)
         finished = {s.index for s in sections}
         for step in plan.steps:
             if step.index in finished:
                 continue
-            section = await self._write_step(instruction, plan_text, step, sections, prompts)
+            section = await self._write_step(instruction, plan, step, sections, prompts)
             sections.append(section)
             for callback in (on_section, self.on_section):
                 if callback is not None:
                     callback(instruction, section)
-        return self._document(instruction, plan, sections, Usage(), time.perf_counter() - started)
+        return self._document(instruction, plan, sections, prompts, Usage(), time.perf_counter() - started)
 
-    async def _write_step(
-        self,
-        instruction: Instruction,
-        plan_text: str,
-        step: PlanStep,
-        sections: list[Section],
-        prompts: Prompts,
-    ) -> Section:
+    def section_tokens(self, step: PlanStep) -> int | None:
+        """``max_tokens`` of a step's call: from its budget, capped by ``max_section_tokens``."""
+        if self.tokens_per_word is None:
+            return self.max_section_tokens
         budget = step.word_count or self.default_section_words
         max_tokens = int(budget * self.tokens_per_word) + 32
-        if self.max_section_tokens:
-            max_tokens = min(max_tokens, self.max_section_tokens)
-        written = "\n\n".join(s.text for s in sections) or (
-            "（暂无）" if instruction.language == "zh" else "(nothing yet)"
-        )
-        values = {"step_index": step.index, "step_point": step.main_point, "step_words": budget}
-        messages = [
-            {
-                "role": "user",
-                "content": prompts.render(
-                    "write", instruction=instruction.prompt, plan=plan_text, written=written, **values
-                ),
-            }
-        ]
+        return min(max_tokens, self.max_section_tokens) if self.max_section_tokens else max_tokens
+
+    async def _write_step(
+        self, instruction: Instruction, plan: Plan, step: PlanStep, sections: list[Section], prompts: Prompts
+    ) -> Section:
+        budget = step.word_count or self.default_section_words
+        max_tokens = self.section_tokens(step)
+        messages = [{"role": "user", "content": prompts.write_prompt(instruction, plan, sections, step)}]
         completion = await self._complete(instruction, step.index, messages, max_tokens)
-        usage, attempts, text = completion.usage, 1, completion.text.strip()
-        finish_reason = completion.finish_reason
-        if finish_reason != "length" and count_words(text) < self.too_short_ratio * budget:
+        usage, attempts = completion.usage, 1
+        text, reason = self._control(completion.text, completion.finish_reason, raw=prompts.style == "paper")
+        retry: list[dict[str, str]] | None = None
+        if reason not in ("length", "repetitive") and count_words(text) < self.too_short_ratio * budget:
             log.info("section %d of %s: %d words for a budget of %d, re-asking", step.index, instruction.id,
                      count_words(text), budget)  # fmt: skip
-            retry = [
-                *messages,
-                {"role": "assistant", "content": text},
-                {"role": "user", "content": prompts.render("too_short", words=count_words(text), **values)},
-            ]
+            values = {"step_index": step.index, "step_point": step.main_point, "step_words": budget}
+            follow_up = prompts.render("too_short", words=count_words(text), **values)
+            retry = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": follow_up}]
+        elif reason == "repetitive" and self.reask_loops:
+            log.info("section %d of %s is mostly repetition, re-asking", step.index, instruction.id)
+            retry = messages
+        if retry is not None:
             again = await self._complete(instruction, step.index, retry, max_tokens)
             usage, attempts = usage + again.usage, 2
-            if count_words(again.text) > count_words(text):
-                text, finish_reason = again.text.strip(), again.finish_reason
+            other = self._control(again.text, again.finish_reason, raw=prompts.style == "paper")
+            if _rank(other) > _rank((text, reason)):
+                text, reason = other
+        if not text.strip():
+            raise WriteError(
+                f"model {self.client.model!r} answered step {step.index} of instruction {instruction.id} with nothing"
+            )
         return Section(
             index=step.index,
             text=text,
             word_count=count_words(text),
-            finish_reason=finish_reason,
+            finish_reason=reason,
             usage=usage,
             attempts=attempts,
         )
 
+    def _control(self, text: str, finish_reason: str | None, *, raw: bool = False) -> tuple[str, str | None]:
+        """Trim a loop or a cut section back to a complete sentence, and flag what is still mostly repetition.
+
+        ``raw`` (paper-style prompts) keeps the reply exactly as it came when nothing is trimmed: the original
+        builds its next prompts from unstripped replies.
+        """
+        if not raw:
+            text = text.strip()
+        if self.trim_loops and (onset := loop_onset(text)) is not None:
+            kept = trim_to_sentence(text[:onset])
+            if kept:
+                text, finish_reason = kept, "trimmed"
+        if finish_reason == "length" and self.trim_cut_sections:
+            kept = trim_to_sentence(text)
+            if kept:
+                text, finish_reason = kept, "trimmed"
+        if self.repetition_limit is not None and repeated_ngram_ratio(text) > self.repetition_limit:
+            finish_reason = "repetitive"
+        return text, finish_reason
+
     async def _complete(
-        self, instruction: Instruction, index: int, messages: list[dict[str, str]], max_tokens: int
+        self, instruction: Instruction, index: int, messages: list[dict[str, str]], max_tokens: int | None
     ) -> Any:
         on_text = self.on_text
         return await self.client.complete(
@@ -272,11 +364,17 @@ class AgentWrite:
         )
 
     def _document(
-        self, instruction: Instruction, plan: Plan, sections: list[Section], plan_usage: Usage, elapsed: float
+        self,
+        instruction: Instruction,
+        plan: Plan,
+        sections: list[Section],
+        prompts: Prompts,
+        plan_usage: Usage,
+        elapsed: float,
     ) -> Document:
-        text = "\n\n".join(s.text for s in sections)
+        text = paper_text(sections) if prompts.style == "paper" else "\n\n".join(s.text for s in sections)
         usage = sum((s.usage for s in sections), plan_usage)
-        truncated = any(s.finish_reason == "length" for s in sections)
+        truncated = any(s.finish_reason in SINKING for s in sections)
         return Document(
             id=instruction.id,
             instruction=instruction,
@@ -302,7 +400,7 @@ class AgentWrite:
             if plan is None:
                 plan, plan_usage = await self.plan_with_usage(instruction)
             document = await self.write(instruction, plan, on_section=lambda _, section: written.append(section))
-        except (PlanError, ClientError) as exc:
+        except (PlanError, ClientError, WriteError) as exc:
             if isinstance(exc, PlanError):
                 plan_usage = exc.usage
             return failed_document(self, instruction, plan, written, plan_usage, exc, started)
@@ -313,6 +411,34 @@ class AgentWrite:
     def run_sync(self, instruction: Instruction | str, plan: Plan | None = None) -> Document:
         """Blocking :meth:`run` for scripts and notebooks (works inside a running event loop too)."""
         return run_sync(self.run(instruction, plan))
+
+
+PRESETS: tuple[PresetName, ...] = ("paper", "lw")
+
+
+def _rank(answer: tuple[str, str | None]) -> tuple[bool, bool, int]:
+    """Which of two answers to a step to keep: not repetitive, then not cut mid-sentence, then the longer."""
+    text, reason = answer
+    return reason != "repetitive", reason != "length", count_words(text)
+
+
+def fit_counts(counts: list[int], total: int) -> list[int]:
+    """Scale word counts to sum to ``total`` (largest remainders get the rounding), each at least 1.
+
+    >>> fit_counts([200, 200, 100], 1000)
+    [400, 400, 200]
+    >>> fit_counts([1, 1, 1], 100)
+    [34, 33, 33]
+    """
+    have = sum(counts)
+    if have <= 0:
+        return [max(1, total // len(counts))] * len(counts)
+    exact = [c * total / have for c in counts]
+    fitted = [math.floor(x) for x in exact]
+    order = sorted(range(len(counts)), key=lambda i: exact[i] - fitted[i], reverse=True)
+    for i in order[: total - sum(fitted)]:
+        fitted[i] += 1
+    return [max(1, c) for c in fitted]
 
 
 def failed_document(
@@ -336,19 +462,4 @@ def failed_document(
         model=agent.client.model,
         usage=sum((s.usage for s in sections), plan_usage),
         elapsed_s=round(time.perf_counter() - started, 3),
-    )
-
-
-def _length_hint(instruction: Instruction) -> str:
-    if instruction.length is None:
-        return "as the task asks" if instruction.language != "zh" else "按任务要求"
-    return f"{instruction.length}字" if instruction.language == "zh" else f"{instruction.length} words"
-
-
-def _plan_text(plan: Plan, language: str | None) -> str:
-    """The plan as the model sees it in write prompts, in the paper's line format."""
-    if language == "zh":
-        return "\n".join(f"段落{s.index} - 主要内容：{s.main_point} - 字数：{s.word_count}字" for s in plan.steps)
-    return "\n".join(
-        f"Paragraph {s.index} - Main Point: {s.main_point} - Word Count: {s.word_count} words" for s in plan.steps
     )

@@ -73,6 +73,22 @@ def parse_plan(text: str) -> Plan:
     return Plan(steps=steps, raw=text)
 
 
+def split_plan(text: str) -> Plan:
+    """The original's plan handling: every line of the reply (stripped, blank lines removed once) is one step.
+
+    THUDM/LongWriter's ``write.py`` does ``plan.strip().replace('\\n\\n', '\\n').split('\\n')`` and writes one
+    section per line, whatever the line says; each step keeps its line as ``main_point`` (so the plan text can be
+    rebuilt exactly) and the budget the line names, if any, as ``word_count`` (for reports; the prompt does not
+    use it).
+
+    >>> [(s.index, s.main_point, s.word_count) for s in split_plan("Intro - 300 words\\n\\nBody - 500 words\\n").steps]
+    [(1, 'Intro - 300 words', 300), (2, 'Body - 500 words', 500)]
+    """
+    lines = text.strip().replace("\n\n", "\n").split("\n")
+    steps = [PlanStep(index=n, main_point=line, word_count=_find_count(line)) for n, line in enumerate(lines, 1)]
+    return Plan(steps=steps, raw=text)
+
+
 def _parse_json(text: str) -> list[PlanStep] | None:
     stripped = text.strip()
     fenced = re.search(r"```(?:json)?\s*(.*?)```", stripped, re.DOTALL)
@@ -90,7 +106,7 @@ def _parse_json(text: str) -> list[PlanStep] | None:
         )
     if not isinstance(data, list):
         return None
-    steps = []
+    steps: list[PlanStep] = []
     for item in data:
         if not isinstance(item, dict):
             continue

@@ -1,0 +1,79 @@
+"""Length control for writers that do not stop by themselves: cut at the last complete sentence, or where a loop starts.
+
+A small model (the embedded 135M one) rarely ends a section on its own: it writes until ``max_tokens`` and often
+falls into a loop on the way. For such a writer the per-section token cap *is* the length control, and a section cut
+at its cap is worth keeping up to its last complete sentence; a loop is worth cutting where it starts.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A sentence ends at . ! ? (then closing quotes or brackets, then a space or the end; not a list number's "3.") or at
+# a CJK end mark (no space needed), and a line ends at a line break (headings and list items carry no full stop).
+_PUNCTUATION_END = r"(?<!^\d)(?<!^\d\d)(?<!\n\d)(?<!\n\d\d)[.!?][\"'”’)\]]*(?=\s|$)|[。！？…][”’」』）\"']*"
+_SENTENCE_END = re.compile(rf"{_PUNCTUATION_END}|\n")
+_HAS_SENTENCE = re.compile(_PUNCTUATION_END)
+# A last line that announces what the cut took away: a markdown heading, a bold line, a line ending in a colon.
+_DANGLING_LINE = re.compile(r"\n[ \t]*(?:#[^\n]*|\*\*[^\n]*\*\*|[^\n]*[:：])[ \t]*$")
+_TOKEN = re.compile(r"[\u4e00-\u9fff]|[^\s\u4e00-\u9fff]+")
+
+
+def trim_to_sentence(text: str) -> str | None:
+    """``text`` up to its last complete sentence (or line), stripped; None when it holds no complete sentence.
+
+    A heading (or a line ending in a colon) left last by the cut goes too: it would announce what was cut away.
+
+    >>> trim_to_sentence("The tide rose. Boats left the harbour. Then the")
+    'The tide rose. Boats left the harbour.'
+    >>> trim_to_sentence("潮水上涨。船离开了港口。然后")
+    '潮水上涨。船离开了港口。'
+    >>> trim_to_sentence("Tides follow the moon.\\n\\n## Spring tides\\n\\nTwice a month the")
+    'Tides follow the moon.'
+    >>> trim_to_sentence("Tides have causes. Two of them:\\n1. the moon\\n2. the sun\\n3. the ea")
+    'Tides have causes. Two of them:\\n1. the moon\\n2. the sun'
+    >>> trim_to_sentence("## Tides\\n\\nThe moon pulls the") is None
+    True
+    """
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    while ends:
+        kept = text[: ends.pop()].strip()
+        while (dangling := _DANGLING_LINE.search(kept)) is not None:
+            kept = kept[: dangling.start()].rstrip()
+        if _HAS_SENTENCE.search(kept):
+            return kept
+    return None
+
+
+def loop_onset(text: str, n: int = 4, window: int = 24, repeated: float = 0.9) -> int | None:
+    """Character offset where ``text`` starts looping, or None.
+
+    A loop starts at the first word n-gram seen before that opens a run of ``window`` n-grams of which at least
+    ``repeated`` were seen before (words lower-cased, every CJK ideograph a word, as in
+    ``lw_core.repeated_ngram_ratio``). Cutting there keeps one copy of what the model went on repeating.
+
+    >>> text = "A quiet town by the sea. " + "I am a writer and I write. " * 12
+    >>> text[: loop_onset(text)]
+    'A quiet town by the sea. I am a writer and I write. '
+    >>> loop_onset("Every sentence here is new, and none of them repeats what came before it.") is None
+    True
+    """
+    tokens = list(_TOKEN.finditer(text))
+    words = [t.group().lower() for t in tokens]
+    grams = list(zip(*(words[i:] for i in range(n)), strict=False))
+    if len(grams) < window:
+        return None
+    seen: set[tuple[str, ...]] = set()
+    flags = []
+    for gram in grams:
+        flags.append(gram in seen)
+        seen.add(gram)
+    need = repeated * window
+    count = sum(flags[:window])
+    for start in range(len(grams) - window + 1):
+        if start:
+            count += flags[start + window - 1] - flags[start - 1]
+        if count >= need:
+            first = next(i for i in range(start, start + window) if flags[i])
+            return tokens[first].start()
+    return None
