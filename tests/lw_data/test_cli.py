@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from lw_core import PreferencePair, SFTRecord, read_jsonl
+from lw_core import DIMENSIONS, PreferencePair, SFTRecord, read_jsonl
 from lw_data.cli import app
 from typer.testing import CliRunner
 
@@ -88,7 +88,7 @@ def test_build_dpo(tmp_path: Path, make: Any) -> None:
         for s in range(2)
     ]
     preds[1]["response"] = make.prose(5)
-    judgments = [{"id": "a", "sample": s, "scores": {"Relevance": 4}} for s in range(2)]
+    judgments = [{"id": "a", "sample": s, "scores": dict.fromkeys(DIMENSIONS, 4)} for s in range(2)]
     p = make.write_lines(tmp_path / "predictions.jsonl", preds)
     j = make.write_lines(tmp_path / "judgments.jsonl", judgments)
     result = run("build-dpo", p, j, "-o", tmp_path / "dpo.jsonl")
@@ -98,6 +98,34 @@ def test_build_dpo(tmp_path: Path, make: Any) -> None:
     bad = make.write_lines(tmp_path / "bad.jsonl", [{"id": "a"}])
     result = run("build-dpo", bad, j, "-o", tmp_path / "x.jsonl")
     assert result.exit_code == 1 and "missing column(s) prompt, response, length" in result.output
+    result = run("build-dpo", p, j, "-o", tmp_path / "x.jsonl", "--rejected", "best")
+    assert result.exit_code == 1 and "rejected: Input should be 'random' or 'worst'" in result.output
+
+
+def test_build_dpo_draws_rejected_with_the_seed_and_mixes_general_pairs(tmp_path: Path, make: Any) -> None:
+    preds = [
+        {"id": f"p{i}", "prompt": f"Write 60 words ({i})", "response": make.prose(60 - 10 * s, s), "length": 60}
+        | {"sample": s}
+        for i in range(8)
+        for s in range(4)
+    ]
+    judgments = [{"id": r["id"], "sample": r["sample"], "scores": dict.fromkeys(DIMENSIONS, 4)} for r in preds]
+    p = make.write_lines(tmp_path / "predictions.jsonl", preds)
+    j = make.write_lines(tmp_path / "judgments.jsonl", judgments)
+
+    def rejected(*options: Any) -> list[int]:
+        assert run("build-dpo", p, j, "-o", tmp_path / "dpo.jsonl", *options).exit_code == 0
+        return [pair.meta["rejected_sample"] for pair in read_jsonl(tmp_path / "dpo.jsonl", PreferencePair)]
+
+    assert rejected("--seed", 3) == rejected("--seed", 3) != rejected("--seed", 4)
+    assert set(rejected("--seed", 3)) <= {1, 2, 3} and rejected("--rejected", "worst") == [3] * 8
+    general = [{"prompt": f"q{i}", "chosen": "yes", "rejected": "no"} for i in range(100)]
+    g = make.write_lines(tmp_path / "general.jsonl", general)
+    result = run("build-dpo", p, j, "-o", tmp_path / "mixed.jsonl", "--general", g, "--long-fraction", 0.2)
+    assert result.exit_code == 0, result.output
+    assert "8 pairs (8 of them with 40 in all)" in result.output
+    mixed = list(read_jsonl(tmp_path / "mixed.jsonl", PreferencePair))
+    assert len(mixed) == 40 and sum(pair.id.startswith("p") for pair in mixed) == 8
 
 
 def test_mix_and_export(tmp_path: Path, make: Any) -> None:
@@ -109,7 +137,7 @@ def test_mix_and_export(tmp_path: Path, make: Any) -> None:
     general = make.write_lines(tmp_path / "general.jsonl", chats("g", 50))
     result = run("mix", long, general, "-o", tmp_path / "mixed", "--long-fraction", 0.25, "--val-fraction", 0.1)
     assert result.exit_code == 0, result.output
-    assert "40 chats (general: 30, long: 10) → 36 train, 4 validation" in result.output
+    assert "40 rows (general: 30, long: 10) → 36 train, 4 validation" in result.output
     train = tmp_path / "mixed" / "train.jsonl"
     assert run("export", train, "-o", tmp_path / "train.parquet").exit_code == 0
     assert pl.read_parquet(tmp_path / "train.parquet").height == 36

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from lw_core import PreferencePair, SFTRecord, read_jsonl
+from lw_core import DIMENSIONS, PreferencePair, SFTRecord, read_jsonl
 from lw_data import DPORule, SFTFilters, build_dpo, build_sft_file, to_dataset, write_table
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,7 @@ def test_dpo_records_go_through_dpotrainer(tmp_path: Path, make: Any, tokenizer:
             {"id": "b", "prompt": "写40字", "response": chinese(200, 2), "length": 40, "sample": 1},
         ]
     )
-    scores = {"Relevance": 4, "Accuracy": 4}
+    scores = dict.fromkeys(DIMENSIONS, 4)
     judgments = pl.DataFrame([{"id": i, "sample": s, "scores": scores} for i in "ab" for s in (0, 1)])
     pairs, rejects = build_dpo(predictions, judgments, DPORule(system_prompt="Be concise."))
     assert rejects.height == 0

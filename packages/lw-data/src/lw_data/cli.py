@@ -177,15 +177,24 @@ def build_dpo(
     judgments: Annotated[Path, typer.Argument(help="their scores: .jsonl of lw-core Judgment")],
     output: Output,
     rejects: Annotated[Path | None, typer.Option(help="prompts without a pair, with reasons")] = None,
-    min_margin: Annotated[float, typer.Option(help="minimum score gap chosen − rejected (0–100)")] = 10.0,
+    rejected: Annotated[
+        str, typer.Option(help="random: a seeded draw among the non-best (the paper's); worst: the lowest score")
+    ] = "random",
+    min_margin: Annotated[float, typer.Option(help="minimum score gap chosen − rejected, 0–100 (paper: 0)")] = 0.0,
     length_weight: Annotated[float, typer.Option(help="weight of the length score in the overall score")] = 0.5,
     system: Annotated[str | None, typer.Option(help="system prompt to put first in every prompt")] = None,
+    general: Annotated[
+        Path | None, typer.Option(help="general preference pairs to mix in (TRL prompt/chosen/rejected rows)")
+    ] = None,
+    long_fraction: Annotated[float, typer.Option(help="with --general: share of long-writing pairs")] = 0.5,
+    seed: Seed = 0,
 ) -> None:
-    """Pick chosen/rejected per prompt by length and quality scores; write TRL DPO records."""
+    """Pick chosen/rejected per prompt by length and quality scores (and mix in general pairs); write TRL records."""
     from lw_data.dpo import DPORule
     from lw_data.dpo import build_dpo as pick
     from lw_data.errors import DataError
     from lw_data.io import read_table, write_table
+    from lw_data.mixing import mix as blend
 
     preds, judged = read_table(predictions), read_table(judgments)
     for path, frame, needed in (
@@ -195,24 +204,36 @@ def build_dpo(
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    rule = DPORule(length_weight=length_weight, min_margin=min_margin, system_prompt=system)
+    rule = DPORule.model_validate(
+        {
+            "rejected": rejected,
+            "seed": seed,
+            "length_weight": length_weight,
+            "min_margin": min_margin,
+            "system_prompt": system,
+        }
+    )
     pairs, unused = pick(preds, judged, rule)
+    made = pairs.height
+    if general is not None:
+        pairs = blend(pairs, read_table(general), long_fraction=long_fraction, seed=seed)
     write_table(pairs, output)
     write_table(unused, rejects or output.with_name(output.stem + ".rejects.jsonl"))
-    console.print(f"{pairs.height} pairs → {output}; {unused.height} prompts without a pair")
+    mixed = f" ({(pairs['source'] == 'long').sum()} of them with {pairs.height} in all)" if general else ""
+    console.print(f"{made} pairs{mixed} → {output}; {unused.height} prompts without a pair")
 
 
 @app.command()
 @_user_errors
 def mix(
-    long: Annotated[Path, typer.Argument(help="long-writing SFT chats")],
-    general: Annotated[Path, typer.Argument(help="general SFT chats (messages)")],
+    long: Annotated[Path, typer.Argument(help="long-writing SFT chats (messages) or preference pairs")],
+    general: Annotated[Path, typer.Argument(help="general data of the same kind")],
     output: Annotated[Path, typer.Option("--output", "-o", help="folder for train.jsonl and validation.jsonl")],
     long_fraction: Annotated[float, typer.Option(help="share of long-writing chats in the blend")] = 0.5,
     val_fraction: Annotated[float, typer.Option(help="share of prompts held out for validation")] = 0.01,
     seed: Seed = 0,
 ) -> None:
-    """Blend long-writing chats with general SFT data, shuffle, and split train/validation."""
+    """Blend long-writing chats (or preference pairs) with general ones, shuffle, and split train/validation."""
     from lw_data.io import read_table, write_table
     from lw_data.mixing import mix as blend
     from lw_data.mixing import split
@@ -222,7 +243,7 @@ def mix(
     write_table(train, output / "train.jsonl")
     write_table(validation, output / "validation.jsonl")
     counts = ", ".join(f"{s}: {c}" for s, c in blended.group_by("source").len().sort("source").iter_rows())
-    console.print(f"{blended.height} chats ({counts}) → {train.height} train, {validation.height} validation")
+    console.print(f"{blended.height} rows ({counts}) → {train.height} train, {validation.height} validation")
 
 
 @app.command()

@@ -1,20 +1,29 @@
 """DPO pairs from several scored candidates per prompt (lw-bench's predictions and judgments).
 
-The rule, paper-style (LongWriter §5: length-aware and quality-aware choice among sampled outputs):
+The paper's rule (LongWriter's DPO data: several sampled outputs per instruction, scored for quality and length):
 
-1. Each candidate ``(id, sample)`` gets the LongBench-Write length score ``S_l`` (100 at the requested length,
-   falling linearly to 0 at 4x too long or 3x too short) and a quality score ``S_q``: the mean of its judge's
-   dimension scores (1–5, averaged over replicates), mapped to 0–100. Its overall score is
-   ``S = length_weight * S_l + (1 - length_weight) * S_q`` (the paper's S with the default weight 0.5).
-   Candidates without a successful judgment are skipped.
-2. Per prompt, ``chosen`` is the best S and ``rejected`` the worst (ties: the earlier sample), provided there are
-   at least two candidates and the gap is positive and at least ``min_margin`` points. Otherwise the prompt is a
-   reject, with the reason.
+1. Each candidate ``(id, sample)`` gets LongBench-Write's length score ``S_l`` (``lw_core.length_score``) and
+   its quality score ``S_q`` (``lw_core.quality_score``: the six dimensions, each ``(score − 1) × 25``, averaged;
+   a judgment that lacks a dimension counts as failed), averaged over the judge's replicates. Its overall score
+   is ``S = length_weight · S_l + (1 − length_weight) · S_q``. Candidates without a usable judgment are skipped.
+2. Per prompt, ``chosen`` is the best S (ties: the earlier sample) and ``rejected`` one of the other candidates
+   drawn at random — the paper's rule, seeded per prompt, so a prompt's pair depends only on the seed and its
+   own candidates (not on file order or on the other prompts). ``rejected="worst"`` takes the lowest S instead,
+   and ``min_margin`` drops pairs whose score gap is smaller (both ours, off by default). A prompt needs at least
+   two scored candidates, or it goes to the rejects with the reason.
+
+Mixing the pairs with general preference data, as the paper does, is :func:`lw_data.mix`.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import operator
+from typing import Literal
+
 import polars as pl
+from lw_core import DIMENSIONS
 from lw_core.text import count_words_series
 from pydantic import BaseModel, Field
 
@@ -22,41 +31,70 @@ from lw_data.errors import DataError
 
 
 class DPORule(BaseModel):
-    """How chosen and rejected are picked; see the module docstring."""
+    """How chosen and rejected are picked; see the module docstring. The defaults are the paper's."""
 
     length_weight: float = Field(0.5, ge=0, le=1, description="weight of S_l in S (the rest is S_q)")
-    min_margin: float = Field(10.0, ge=0, description="minimum S gap between chosen and rejected")
+    rejected: Literal["random", "worst"] = Field(
+        "random", description="random: a seeded draw among the non-best candidates (paper); worst: the lowest S"
+    )
+    seed: int = Field(0, description="seed of the random draw")
+    min_margin: float = Field(
+        0.0, ge=0, description="minimum S gap between chosen and rejected (0: none, as the paper)"
+    )
     system_prompt: str | None = None
 
 
-def length_score(words: pl.Expr, required: pl.Expr) -> pl.Expr:
-    """LongBench-Write's ``S_l`` in 0–100: ``100·(1 − (l'/l − 1)/3)`` when too long, ``100·(1 − (l/l' − 1)/2)``
-    when too short, 0 for an empty answer."""
-    ratio = words / required
-    too_long = 100 * (1 - (ratio - 1) / 3)
-    too_short = 100 * (1 - (1 / ratio - 1) / 2)
-    score = pl.when(words <= 0).then(0.0).when(ratio > 1).then(too_long).otherwise(too_short)
-    return score.clip(0.0, 100.0)
+def length_scores(required: pl.Expr, actual: pl.Expr) -> pl.Expr:
+    """``lw_core.length_score(required, actual)`` over columns (equal to its last bit or two): 0–100."""
+    too_long = 100 * (1 - (actual / required - 1) / 3)
+    too_short = 100 * (1 - (required / actual - 1) / 2)
+    score = pl.when(actual > required).then(too_long).when(actual <= 0).then(0.0).otherwise(too_short)
+    return score.clip(lower_bound=0.0)
+
+
+def quality_scores(scores: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """``lw_core.quality_score`` over a struct column of dimension scores: null unless all six are present."""
+    fields = {f.name for f in dtype.fields} if isinstance(dtype, pl.Struct) else set()
+    if not set(DIMENSIONS) <= fields:
+        return pl.repeat(None, pl.len(), dtype=pl.Float64)
+    per_dimension = [(scores.struct.field(d).cast(pl.Float64) - 1) * 25 for d in DIMENSIONS]
+    total = functools.reduce(operator.add, per_dimension)  # null when a dimension is; left to right like sum()
+    return total / len(DIMENSIONS)
 
 
 def score_candidates(predictions: pl.DataFrame, judgments: pl.DataFrame, rule: DPORule) -> pl.DataFrame:
     """One row per judged candidate with ``length_score``, ``quality_score`` and ``score``."""
-    preds = predictions.with_columns(pl.col("sample").fill_null(0))
+    preds = predictions.with_columns(pl.col("sample").fill_null(0) if "sample" in predictions.columns else _sample0())
+    bad_length = preds.filter(pl.col("length").is_null() | (pl.col("length") < 1))
+    if bad_length.height:
+        raise DataError(f"prediction '{bad_length['id'][0]}': 'length' (the required length) must be 1 or more")
     if "word_count" not in preds.columns or preds["word_count"].null_count() or (preds["word_count"] == 0).any():
         preds = preds.with_columns(word_count=count_words_series(preds["response"]))
-    ok = judgments.with_columns(pl.col("sample").fill_null(0))
+    ok = judgments.with_columns(pl.col("sample").fill_null(0) if "sample" in judgments.columns else _sample0())
     if "status" in ok.columns:
         ok = ok.filter(pl.col("status").fill_null("ok") == "ok")
     if not isinstance(ok.schema.get("scores"), pl.Struct):
         raise DataError("judgments need a 'scores' object per row (dimension name → 1–5), as lw-bench writes them")
-    per_judgment = ok.select("id", "sample", q=pl.mean_horizontal(pl.col("scores").struct.unnest()))
-    quality = per_judgment.group_by("id", "sample").agg(mean=pl.col("q").mean())
-    scored = preds.join(quality, on=["id", "sample"], how="inner").filter(pl.col("mean").is_not_null())
+    per_judgment = ok.select("id", "sample", q=quality_scores(pl.col("scores"), ok.schema["scores"]))
+    quality = per_judgment.drop_nulls("q").group_by("id", "sample").agg(quality_score=pl.col("q").mean())
+    scored = preds.join(quality, on=["id", "sample"], how="inner")
     w = rule.length_weight
-    return scored.with_columns(
-        length_score=length_score(pl.col("word_count"), pl.col("length")),
-        quality_score=(pl.col("mean") - 1) / 4 * 100,
-    ).with_columns(score=w * pl.col("length_score") + (1 - w) * pl.col("quality_score"))
+    return scored.with_columns(length_score=length_scores(pl.col("length"), pl.col("word_count"))).with_columns(
+        score=w * pl.col("length_score") + (1 - w) * pl.col("quality_score")
+    )
+
+
+def _sample0() -> pl.Expr:
+    return pl.lit(0, dtype=pl.Int64).alias("sample")
+
+
+def _draw(seed: int) -> pl.Expr:
+    """A number per prompt from ``seed`` and the prompt's id alone (SHA-256), for the random rejected sample."""
+
+    def draw(prompt_id: str) -> int:
+        return int.from_bytes(hashlib.sha256(f"{seed}\0{prompt_id}".encode()).digest()[:8], "big") >> 1
+
+    return pl.col("id").map_elements(draw, return_dtype=pl.Int64)
 
 
 def build_dpo(
@@ -67,30 +105,49 @@ def build_dpo(
     ``predictions`` and ``judgments`` are tables of lw-core ``Prediction`` and ``Judgment`` records (``scores``
     a struct of dimensions). ``pairs`` are lw-core ``PreferencePair`` rows in TRL's conversational format:
     ``prompt`` (optional system + user), ``chosen`` and ``rejected`` (one assistant message each) and ``meta``
-    with both scores; ``rejects`` has ``id`` and ``reason`` per unused prompt.
+    with both scores and samples; ``rejects`` has ``id``, ``reason`` and ``margin`` per unused prompt.
     """
     rule = rule or DPORule()
-    scored = score_candidates(predictions, judgments, rule).sort("id", pl.col("score"), "sample")
-    best = pl.col("score").arg_max()
-    worst = pl.col("score").arg_min()
+    scored = score_candidates(predictions, judgments, rule).sort("id", "sample")
     grouped = scored.group_by("id", maintain_order=True).agg(
         pl.col("prompt").first(),
-        n=pl.len(),
-        chosen=pl.col("response").gather(best),
-        rejected=pl.col("response").gather(worst),
-        chosen_score=pl.col("score").gather(best),
-        rejected_score=pl.col("score").gather(worst),
-        chosen_words=pl.col("word_count").gather(best),
-        rejected_words=pl.col("word_count").gather(worst),
-        length=pl.col("length").first(),
+        pl.col("length").first(),
+        responses=pl.col("response"),
+        scores=pl.col("score"),
+        words=pl.col("word_count"),
+        samples=pl.col("sample"),
     )
-    grouped = grouped.explode(
-        "chosen", "rejected", "chosen_score", "rejected_score", "chosen_words", "rejected_words"
+    n = pl.col("scores").list.len()
+    best = pl.col("scores").list.arg_max()
+    if rule.rejected == "worst":
+        other = pl.col("scores").list.arg_min()
+    else:  # one of the n - 1 others: draw k in [0, n-1) and skip over the best
+        k = _draw(rule.seed) % (n - 1).clip(lower_bound=1)
+        other = k + (k >= best).cast(pl.UInt32)
+    grouped = grouped.with_columns(best=best, other=other.cast(pl.UInt32), n=n)
+
+    def pick(column: str, index: str) -> pl.Expr:
+        return pl.col(column).list.get(pl.col(index), null_on_oob=True)
+
+    grouped = grouped.with_columns(
+        chosen=pick("responses", "best"),
+        rejected=pick("responses", "other"),
+        chosen_score=pick("scores", "best"),
+        rejected_score=pick("scores", "other"),
+        chosen_words=pick("words", "best"),
+        rejected_words=pick("words", "other"),
+        chosen_sample=pick("samples", "best"),
+        rejected_sample=pick("samples", "other"),
     ).with_columns(margin=pl.col("chosen_score") - pl.col("rejected_score"))
+    # with a margin to keep (or the worst to take) a prompt whose candidates all tie has no pair; the paper's
+    # rule (best + a random other, no margin) keeps it
+    all_tie = (pl.col("scores").list.max() == pl.col("scores").list.min()) & (
+        pl.lit(rule.rejected == "worst" or rule.min_margin > 0)
+    )
     reason = (
         pl.when(pl.col("n") < 2)
         .then(pl.lit("fewer than 2 judged candidates"))
-        .when(pl.col("margin") <= 0)
+        .when(all_tie)
         .then(pl.lit("all candidates score the same"))
         .when(pl.col("margin") < rule.min_margin)
         .then(pl.lit(f"score margin below {rule.min_margin:g}"))
@@ -100,7 +157,10 @@ def build_dpo(
     unjudged = all_ids.join(grouped.select("id"), on="id", how="anti").with_columns(
         reason=pl.lit("no judged candidates"), margin=pl.lit(None, dtype=pl.Float64)
     )
-    rejects = pl.concat([grouped.filter(pl.col("reason").is_not_null()).select("id", "reason", "margin"), unjudged])
+    failed = grouped.filter(pl.col("reason").is_not_null()).select(
+        "id", "reason", pl.when(pl.col("n") >= 2).then(pl.col("margin")).alias("margin")
+    )
+    rejects = pl.concat([failed, unjudged])
     kept = grouped.filter(pl.col("reason").is_null())
     user = [pl.struct(role=pl.lit("user"), content=pl.col("prompt"))]
     if rule.system_prompt:
@@ -116,6 +176,8 @@ def build_dpo(
             "rejected_words",
             pl.col("chosen_score").round(2),
             pl.col("rejected_score").round(2),
+            "chosen_sample",
+            "rejected_sample",
             candidates="n",
         ),
     )

@@ -62,7 +62,8 @@ def _read_lines(lines: list[bytes], schema: dict[str, pl.DataType] | None) -> pl
     if not lines:
         return pl.DataFrame(schema=schema)
     data = b"".join(raw if raw.endswith(b"\n") else raw + b"\n" for raw in lines)
-    return pl.read_ndjson(data, schema=schema)
+    # without a schema, every line decides it: a field first seen after line 100 (polars' default) would be lost
+    return pl.read_ndjson(data, schema=schema, infer_schema_length=None)
 
 
 def _drop_torn_or_raise(
