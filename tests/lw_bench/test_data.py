@@ -1,16 +1,13 @@
-"""Benchmark files: the real ones by path, and the first-use download (file URL and local HTTP)."""
+"""Benchmark files: the real ones by path or folder, LW_DATA_DIR, and the pinned, checked first-use download."""
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lw_bench import DATASETS, BenchError, load_items
 from lw_bench.data import dataset_path
+from lw_core import DataFileError
 
 
 def test_the_real_files_have_the_papers_sizes(data_dir: Path) -> None:
@@ -31,63 +28,57 @@ def test_a_path_is_used_as_is(data_dir: Path) -> None:
 
 @pytest.fixture
 def mirror(tmp_path: Path, data_dir: Path) -> Path:
+    """A copy of the upstream repository's layout (``evaluation/<file>``), as a mirror of the pinned commit has."""
     folder = tmp_path / "mirror"
-    folder.mkdir()
+    (folder / "evaluation").mkdir(parents=True)
     for name in DATASETS.values():
-        (folder / name).write_bytes((data_dir / name).read_bytes())
+        (folder / "evaluation" / name).write_bytes((data_dir / name).read_bytes())
     return folder
 
 
-def test_download_from_a_file_url_into_the_cache(tmp_path: Path, mirror: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_folder_lw_data_dir_is_the_default_locator(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LW_DATA_DIR", str(data_dir.parent))
+    assert dataset_path("longbench_write_en") == data_dir / "longbench_write_en.jsonl"
+    assert len(load_items("longbench_write_en", download=False)) == 60
+
+
+def test_pinned_download_into_the_cache_checked_by_sha256(
+    tmp_path: Path, mirror: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LW_DATA_DIR", raising=False)
     monkeypatch.setenv("LW_HOME", str(tmp_path / "home"))
     items = load_items("longwrite_ruler", source_url=mirror.as_uri())
-    cached = tmp_path / "home/datasets/longbench_write/longwrite_ruler.jsonl"
-    assert len(items) == 48 and cached.read_bytes() == (mirror / "longwrite_ruler.jsonl").read_bytes()
-    (mirror / "longwrite_ruler.jsonl").unlink()  # second use reads the cache, not the source
+    cached = tmp_path / "home/data/longbench_write/longwrite_ruler.jsonl"
+    assert len(items) == 48 and cached.read_bytes() == (mirror / "evaluation/longwrite_ruler.jsonl").read_bytes()
+    (mirror / "evaluation/longwrite_ruler.jsonl").unlink()  # second use reads the cache, not the source
     assert len(load_items("longwrite_ruler", source_url=mirror.as_uri())) == 48
 
 
-@pytest.fixture
-def http_mirror(mirror: Path) -> Iterator[str]:
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(mirror))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+def test_a_download_that_is_not_the_pinned_file_is_refused_and_leaves_nothing(
+    tmp_path: Path, mirror: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LW_DATA_DIR", raising=False)
+    monkeypatch.setenv("LW_HOME", str(tmp_path / "home"))
+    (mirror / "evaluation/longbench_write.jsonl").write_text('{"prompt": "edited upstream", "length": 10}\n')
+    with pytest.raises(DataFileError, match="SHA-256"):
+        load_items("longbench_write", source_url=mirror.as_uri())
+    assert not (tmp_path / "home/data/longbench_write/longbench_write.jsonl").exists()
 
 
-def test_download_over_http(tmp_path: Path, http_mirror: str) -> None:
-    items = load_items("longbench_write_en", data_dir=tmp_path, source_url=http_mirror)
-    assert len(items) == 60 and (tmp_path / "longbench_write_en.jsonl").is_file()
+def test_an_explicit_folder_is_used_and_must_hold_the_file(tmp_path: Path, data_dir: Path) -> None:
+    assert len(load_items("longbench_write_en", data_dir=data_dir)) == 60
+    with pytest.raises(BenchError, match=r"longbench_write_en.jsonl does not exist: put .* in"):
+        load_items("longbench_write_en", data_dir=tmp_path)
 
 
-def test_a_failed_download_says_what_to_do_and_leaves_nothing(tmp_path: Path, http_mirror: str) -> None:
-    with pytest.raises(BenchError, match=r"could not download .*404.*pass its path"):
-        dataset_path("longbench_write", data_dir=tmp_path / "cache", source_url=http_mirror + "missing/")
-    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
-
-
-def test_a_download_that_is_not_the_benchmark_is_discarded(tmp_path: Path) -> None:
-    fake = tmp_path / "src"
-    fake.mkdir()
-    (fake / "longbench_write.jsonl").write_text("<html>captive portal</html>\n")
-    cache = tmp_path / "cache"
-    with pytest.raises(Exception, match="invalid JSON"):
-        dataset_path("longbench_write", data_dir=cache, source_url=fake.as_uri())
-    assert not (cache / "longbench_write.jsonl").exists()
-
-
-def test_unknown_names_and_no_download(tmp_path: Path) -> None:
+def test_unknown_names_and_no_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(BenchError, match="neither a file nor a benchmark name"):
         load_items("longbench_writ")
-    with pytest.raises(BenchError, match="downloading is off"):
-        load_items("longbench_write", data_dir=tmp_path, download=False)
+    monkeypatch.setenv("LW_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataFileError, match="downloading is off"):
+        load_items("longbench_write", download=False)
 
 
 def test_duplicate_prompts_are_rejected_with_the_line(tmp_path: Path) -> None:

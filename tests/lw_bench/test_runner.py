@@ -1,4 +1,4 @@
-"""Predict and judge stages against real HTTP with injected faults: resume, retries, accounting."""
+"""Predict and judge stages against real HTTP with injected faults: the paper's settings, resume, retries."""
 
 from __future__ import annotations
 
@@ -9,8 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lw_bench import BenchError, judge, load_template, predict, read_judgments, read_predictions, score_run
-from lw_bench.judge import judge_prediction
+from lw_bench import (
+    BenchError,
+    judge,
+    judge_prediction,
+    judge_prompt,
+    load_template,
+    predict,
+    read_judgments,
+    read_predictions,
+    score_run,
+)
 from lw_core import DIMENSIONS, BenchItem, Capabilities, OpenAIChatClient, Prediction
 from lw_core.testing import Fault, ScriptedServer
 
@@ -23,8 +32,9 @@ ITEMS = [
 ]
 
 
-def _client(server: ScriptedServer, **kwargs: object) -> OpenAIChatClient:
-    return OpenAIChatClient(base_url=server.base_url, model="scripted", backoff_s=0.01, max_retries=3, **kwargs)
+def _client(server: ScriptedServer, **kwargs: Any) -> OpenAIChatClient:
+    options: dict[str, Any] = {"backoff_s": 0.01, "max_retries": 3, **kwargs}
+    return OpenAIChatClient(base_url=server.base_url, model="scripted", **options)
 
 
 async def test_predict_writes_one_line_per_item_with_usage(tmp_path: Path, model_or_judge: Reply) -> None:
@@ -75,11 +85,31 @@ def _prediction(response: str) -> Prediction:
     return Prediction(id="p1", prompt="Write a 100-word note", response=response, length=100)
 
 
+async def test_predict_samples_as_the_paper_by_default(tmp_path: Path, model_or_judge: Reply) -> None:
+    with ScriptedServer(model_or_judge) as server:
+        await predict(_client(server), ITEMS[:1], tmp_path / "p.jsonl")
+    call = server.calls[0]
+    assert (call["temperature"], call["top_p"], call["max_tokens"]) == (0.5, 0.8, 32768)  # pred.py + GLM-4 chat()
+    assert call["messages"] == [{"role": "user", "content": ITEMS[0].prompt}]
+
+
 @pytest.mark.parametrize("json_schema", [True, False])
-async def test_judge_asks_for_json_schema_exactly_when_supported(json_schema: bool, model_or_judge: Reply) -> None:
+async def test_paper_judge_sends_the_papers_prompt_and_settings(json_schema: bool, model_or_judge: Reply) -> None:
+    prediction = _prediction("good text")
     with ScriptedServer(model_or_judge) as server:
         client = _client(server, capabilities=Capabilities(json_schema=json_schema))
-        judgment = await judge_prediction(client, _prediction("good text"))
+        judgment = await judge_prediction(client, prediction)
+    assert judgment.status == "ok" and judgment.scores == {d: 5 for d in DIMENSIONS}
+    call = server.calls[0]
+    assert call["messages"] == [{"role": "user", "content": judge_prompt(prediction.prompt, prediction.response)}]
+    assert (call["temperature"], call["max_tokens"], call.get("response_format")) == (0.5, 1024, None)
+
+
+@pytest.mark.parametrize("json_schema", [True, False])
+async def test_lw_judge_asks_for_json_schema_exactly_when_supported(json_schema: bool, model_or_judge: Reply) -> None:
+    with ScriptedServer(model_or_judge) as server:
+        client = _client(server, capabilities=Capabilities(json_schema=json_schema))
+        judgment = await judge_prediction(client, _prediction("good text"), preset="lw")
     assert judgment.status == "ok" and judgment.scores == {d: 5 for d in DIMENSIONS}
     formats = [c.get("response_format") for c in server.calls]
     if json_schema:
@@ -98,7 +128,23 @@ async def test_judge_retries_incomplete_replies_then_records_a_failure() -> None
     with ScriptedServer(lambda _: "I refuse to rate this.") as server:
         judgment = await judge_prediction(_client(server), _prediction("text"), retries=2)
     assert judgment.status == "failed" and judgment.attempts == 3 and len(server.calls) == 3
-    assert "no JSON object" in (judgment.error or "") and judgment.scores == {}
+    assert "not JSON" in (judgment.error or "") and judgment.scores == {}
+
+
+async def test_a_non_retryable_error_fails_the_judgment_at_once_with_the_reason() -> None:
+    with ScriptedServer(script=[Fault.BAD_REQUEST] * 10) as server:
+        judgment = await judge_prediction(_client(server), _prediction("text"), retries=4)
+    assert len(server.calls) == 1  # not 5: a context overflow would fail the same way every time
+    assert judgment.status == "failed" and judgment.attempts == 1
+    assert "HTTP 400" in (judgment.error or "") and "not retryable" in (judgment.error or "")
+
+
+async def test_the_judge_adds_no_retries_on_top_of_the_clients() -> None:
+    with ScriptedServer(script=[Fault.UNAVAILABLE] * 50) as server:
+        client = _client(server)
+        judgment = await judge_prediction(client, _prediction("text"), retries=4)
+    assert len(server.calls) == client.max_retries + 1  # the client's own attempts, once
+    assert judgment.status == "failed" and "retries exhausted" in (judgment.error or "")
 
 
 async def test_judge_stage_replicates_resumes_and_feeds_the_score(tmp_path: Path, model_or_judge: Reply) -> None:
@@ -108,7 +154,8 @@ async def test_judge_stage_replicates_resumes_and_feeds_the_score(tmp_path: Path
     ]
     out = tmp_path / "judge.jsonl"
     with ScriptedServer(model_or_judge, fault_rate=0.3, seed=3) as server:
-        first = await judge(_client(server), predictions, out, replicates=3, concurrency=2)
+        # transient faults are the client's to retry (the judge adds none): give it room, 0.3^9 to fail
+        first = await judge(_client(server, max_retries=8), predictions, out, replicates=3, concurrency=2)
         calls = len(server.calls)
         again = await judge(_client(server), predictions, out, replicates=3)
         assert len(server.calls) == calls  # nothing left to do
@@ -129,6 +176,7 @@ async def test_failed_judgments_are_retried_only_when_asked(tmp_path: Path, mode
         assert (await judge(_client(server), predictions, out)).skipped == 1
         assert server.calls == []
         assert (await judge(_client(server), predictions, out, retry_failed=True)).done == 1
+    assert len(read_judgments(out)) == 2  # the failure stays in the file; the later success wins
     report = score_run(predictions, read_judgments(out))
     assert report.judge_failures == 0 and report.overall.quality_score == 100.0
 
@@ -139,7 +187,7 @@ def test_stages_can_run_from_sync_code(tmp_path: Path, model_or_judge: Reply) ->
     assert result.done == 1
 
 
-async def test_a_user_template_replaces_ours(tmp_path: Path, model_or_judge: Reply) -> None:
+async def test_a_user_template_replaces_the_presets(tmp_path: Path, model_or_judge: Reply) -> None:
     template = tmp_path / "judge.txt"
     template.write_text("PAPER PROMPT\n[Instruction]\n$INST$\n<<<RESPONSE\n$RESPONSE$\nRESPONSE>>>\n")
     with ScriptedServer(model_or_judge) as server:

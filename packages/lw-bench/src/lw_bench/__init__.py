@@ -5,12 +5,15 @@
 100.0
 """
 
+from lw_core import length_score
+
+from lw_bench.compare import compare_runs
 from lw_bench.data import DATASETS, load_items
 from lw_bench.errors import BenchError, JudgmentParseError
-from lw_bench.judge import judge_prediction, load_template, parse_judgment
+from lw_bench.judging import judge, judge_prediction, judge_prompt, load_template, parse_judgment
 from lw_bench.report import comparison_table, write_report
-from lw_bench.runner import StageResult, judge, predict, read_judgments, read_predictions
-from lw_bench.scoring import LENGTH_RANGES, length_score, length_score_expr, length_scores, score_run
+from lw_bench.runner import StageResult, predict, read_judgments, read_predictions
+from lw_bench.scoring import LENGTH_RANGES, length_score_expr, length_scores, score_run
 
 __version__ = "0.1.0"
 __all__ = [
@@ -19,9 +22,11 @@ __all__ = [
     "BenchError",
     "JudgmentParseError",
     "StageResult",
+    "compare_runs",
     "comparison_table",
     "judge",
     "judge_prediction",
+    "judge_prompt",
     "length_score",
     "length_score_expr",
     "length_scores",

@@ -1,23 +1,21 @@
-"""The three benchmark files: load from a path, or download once from the paper's repository.
+"""The three benchmark files: from a path, a folder of your own, or ``lw_core.data_file`` (pinned and checked).
 
-The files are the public ``evaluation/*.jsonl`` of THUDM/LongWriter (``prompt``, ``type``, ``length``
-per line). They are never vendored: a path is used as is; a name is resolved in ``data_dir`` (or the
-lw cache) and downloaded there on first use, atomically, so an interrupted download leaves nothing.
+The files are the public ``evaluation/*.jsonl`` of THUDM/LongWriter (``prompt``, ``type``, ``length`` per line).
+They are never vendored: a path is used as is; a name is looked up in ``data_dir`` when one is given (the old
+bench-data setting: ``--data-dir``, ``LW_BENCH_DATA_DIR`` in the apps), else by :func:`lw_core.data_file`:
+``$LW_DATA_DIR/longbench_write/``, else the lw cache, filled by a download pinned to the upstream commit and
+checked by SHA-256.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from lw_core import BenchItem, atomic_write, cache_dir, read_jsonl
+from lw_core import BenchItem, data_file, read_jsonl
+from lw_core.data import UPSTREAM_URL
 
 from lw_bench.errors import BenchError
-
-log = logging.getLogger(__name__)
 
 #: Benchmark name -> file name in the paper's repository.
 DATASETS: dict[str, str] = {
@@ -25,7 +23,8 @@ DATASETS: dict[str, str] = {
     "longbench_write_en": "longbench_write_en.jsonl",
     "longwrite_ruler": "longwrite_ruler.jsonl",
 }
-SOURCE_URL = "https://raw.githubusercontent.com/THUDM/LongWriter/main/evaluation/"
+#: Where named sets are downloaded from: the paper's repository at the pinned commit (a mirror keeps its layout).
+SOURCE_URL = UPSTREAM_URL
 
 
 def dataset_path(
@@ -35,9 +34,10 @@ def dataset_path(
     source_url: str = SOURCE_URL,
     download: bool = True,
 ) -> Path:
-    """The local file of a benchmark: ``name_or_path`` if it is a file, else the named set (downloaded if absent).
+    """The local file of a benchmark: ``name_or_path`` if it is a file, else the named set.
 
-    ``source_url`` may be any URL ``urllib`` opens (``https://``, ``file://``), e.g. a mirror.
+    With ``data_dir`` the file must be in that folder. Without it, :func:`lw_core.data_file` finds it
+    (``$LW_DATA_DIR``, else the lw cache, downloading it from ``source_url`` on first use and checking its SHA-256).
     """
     candidate = Path(name_or_path)
     if candidate.is_file():
@@ -47,29 +47,15 @@ def dataset_path(
         raise BenchError(
             f"{name!r} is neither a file nor a benchmark name; use a path to a JSONL file or one of {sorted(DATASETS)}"
         )
-    folder = Path(data_dir) if data_dir is not None else cache_dir("datasets", "longbench_write")
-    path = folder / DATASETS[name]
-    if path.is_file():
+    if data_dir is not None:
+        path = Path(data_dir) / DATASETS[name]
+        if not path.is_file():
+            raise BenchError(
+                f"{path} does not exist: put {DATASETS[name]} in {data_dir}, or leave the data folder unset to use "
+                "LW_DATA_DIR or the pinned download"
+            )
         return path
-    if not download:
-        raise BenchError(f"{path} does not exist and downloading is off; pass a path or allow the download")
-    url = source_url.rstrip("/") + "/" + DATASETS[name]
-    log.info("downloading %s to %s", url, path)
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            content = response.read()
-    except (urllib.error.URLError, OSError) as exc:
-        raise BenchError(
-            f"could not download {url}: {exc}; download it by hand and pass its path, or set --data-dir"
-        ) from exc
-    atomic_write(path, content)
-    # Validate before anyone relies on it: a proxy's HTML page must not become "the benchmark".
-    try:
-        _ = [*read_jsonl(path, BenchItem)]
-    except Exception:
-        path.unlink(missing_ok=True)
-        raise
-    return path
+    return data_file(f"longbench_write/{DATASETS[name]}", download=download, source_url=source_url)
 
 
 def load_items(

@@ -1,4 +1,4 @@
-"""Resumable stages: predictions and judgments appended one line per finished call.
+"""The prediction stage, resumable: one line appended per finished call (the judge stage is in ``judging``).
 
 A stage reads what its output file already holds and only does the rest, so a run killed at any
 point resumes where it stopped and never redoes or loses finished work.
@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from lw_core import BenchItem, ChatClient, ClientError, JsonlWriter, Judgment, Prediction, Usage, read_jsonl
-
-from lw_bench.judge import judge_prediction, load_template
-from lw_bench.scoring import latest_judgments
+from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound=BaseModel)
 
 
 @dataclass
@@ -33,7 +33,8 @@ class StageResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _existing(path: Path, schema: type) -> list:
+def existing_records(path: Path, schema: type[R]) -> list[R]:
+    """Records a stage wrote in earlier runs (a torn last line skipped); none when the file does not exist yet."""
     return list(read_jsonl(path, schema, on_invalid="skip")) if path.exists() else []
 
 
@@ -45,17 +46,19 @@ async def predict(
     samples: int = 1,
     max_tokens: int = 32768,
     temperature: float = 0.5,
-    top_p: float | None = None,
+    top_p: float | None = 0.8,
     concurrency: int = 4,
     on_record: Callable[[Prediction | None], None] | None = None,
 ) -> StageResult:
     """Answer each item ``samples`` times with the model under test, appending :class:`Prediction` lines to ``out``.
 
-    Defaults follow the paper (32k new tokens, temperature 0.5). A failed call is reported and left
-    for the next run; it never stops the others. ``on_record`` is called after every item (for progress).
+    Defaults are the paper's ``pred.py``: 32768 new tokens, temperature 0.5, and top_p 0.8, which is GLM-4's
+    ``chat()`` default that ``pred.py`` leaves in place (and ``vllm_inference.py`` sets); ``top_p=None`` leaves it to
+    the server. A failed call is reported and left for the next run (the report's coverage shows the gap); it never
+    stops the others. ``on_record`` is called after every item (for progress).
     """
     out = Path(out)
-    done = {(p.id, p.sample) for p in _existing(out, Prediction)}
+    done = {(p.id, p.sample) for p in existing_records(out, Prediction)}
     todo = [(item, s) for item in items for s in range(samples) if (item.id, s) not in done]
     result = StageResult(skipped=len(done))
     semaphore = asyncio.Semaphore(concurrency)
@@ -98,58 +101,6 @@ async def predict(
                 on_record(prediction)
 
         await asyncio.gather(*(one(item, s) for item, s in todo))
-    return result
-
-
-async def judge(
-    client: ChatClient,
-    predictions: Iterable[Prediction],
-    out: str | os.PathLike[str],
-    *,
-    replicates: int = 1,
-    template: str | os.PathLike[str] | None = None,
-    retries: int = 4,
-    temperature: float = 0.5,
-    max_tokens: int = 1024,
-    concurrency: int = 4,
-    retry_failed: bool = False,
-    on_record: Callable[[Judgment], None] | None = None,
-) -> StageResult:
-    """Judge each prediction ``replicates`` times (for judge variance), appending :class:`Judgment` lines.
-
-    Judgments already in ``out`` are kept; earlier failures are retried only with ``retry_failed``.
-    """
-    out = Path(out)
-    text = load_template(template)
-    latest = latest_judgments(_existing(out, Judgment))
-    keep = {k for k, j in latest.items() if j.status == "ok" or not retry_failed}
-    todo = [(p, r) for p in predictions for r in range(replicates) if (p.id, p.sample, r) not in keep]
-    result = StageResult(skipped=len(keep))
-    semaphore = asyncio.Semaphore(concurrency)
-    with JsonlWriter(out) as writer:
-
-        async def one(prediction: Prediction, replicate: int) -> None:
-            async with semaphore:
-                judgment = await judge_prediction(
-                    client,
-                    prediction,
-                    template=text,
-                    replicate=replicate,
-                    retries=retries,
-                    temperature=temperature,
-                    max_tokens=max_tokens,
-                )
-            writer.write(judgment)
-            result.usage = result.usage + judgment.usage
-            if judgment.status == "ok":
-                result.done += 1
-            else:
-                result.failed += 1
-                result.errors.append(f"{prediction.id}: {judgment.error}")
-            if on_record:
-                on_record(judgment)
-
-        await asyncio.gather(*(one(p, r) for p, r in todo))
     return result
 
 

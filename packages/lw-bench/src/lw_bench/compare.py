@@ -1,0 +1,187 @@
+"""The comparison report: base vs SFT (vs DPO) as the paper sets them side by side, labelled by name.
+
+Runs are passed as ``{label: report}``, so a run that is missing (``None``) is a row that says so and can never
+lend its label to another. Beside S_l stands the share of degenerate outputs (repeated-4-gram ratio above
+lw-data's filter threshold): a length bought with loops shows up there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lw_core import REPETITION_THRESHOLD, BenchReport, atomic_write
+
+from lw_bench.errors import BenchError
+from lw_bench.report import _cell, _f, _pct, new_figure, plot_lengths, plot_ruler, png_bytes
+from lw_bench.scoring import coverage_line
+
+#: Said under the table when the judge is a small model (the app passes ``small_judge=True``).
+SMALL_JUDGE_CAVEAT = (
+    "The judge is a small model: its S_q and S are not a measure of writing quality; read S_l and the degenerate "
+    "share, and judge with a strong model (GPT-4o class, as in the paper) before setting S_q beside the paper's."
+)
+
+
+def degenerate_share(report: BenchReport, threshold: float = REPETITION_THRESHOLD) -> float | None:
+    """Share of a run's outputs whose repeated-4-gram ratio is above ``threshold`` (None without outputs)."""
+    ratios = report.meta.get("repetition")
+    if ratios is None:
+        raise BenchError(f"report of {report.model or 'a run'} has no repetition ratios; score it again with lw-bench")
+    return sum(r > threshold for r in ratios) / len(ratios) if ratios else None
+
+
+def _coverage_cell(report: BenchReport) -> str:
+    coverage = report.meta.get("coverage") or {}
+    if coverage.get("items") is None:
+        return f"{report.overall.n} / ?"
+    return f"{coverage['scored']} / {coverage['items']}"
+
+
+def paper_table(runs: Mapping[str, BenchReport | None], *, threshold: float = REPETITION_THRESHOLD) -> str:
+    """The paper's LongBench-Write table (S, S_l, S_q overall and S_l, S_q per length range), a row per label."""
+    present = [r for r in runs.values() if r is not None]
+    ranges = [g.name for g in present[0].by_length] if present else []
+    header = ["model", "items", "S", "S_l", "S_q", "degenerate", *(f"{r} {s}" for r in ranges for s in ("S_l", "S_q"))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, report in runs.items():
+        if report is None:
+            cells = [label, "missing", *("–" for _ in header[2:])]
+        else:
+            o = report.overall
+            groups = {g.name: g for g in report.by_length}
+            per_range = []
+            for name in ranges:
+                group = groups.get(name)
+                per_range += [_f(group.length_score), _f(group.quality_score)] if group else ["–", "–"]
+            cells = [
+                label,
+                _coverage_cell(report),
+                _f(o.score),
+                _f(o.length_score),
+                _f(o.quality_score),
+                _pct(degenerate_share(report, threshold)),
+                *per_range,
+            ]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _ruler_table(ruler: Mapping[str, BenchReport]) -> str:
+    lengths = sorted({row["required"] for r in ruler.values() for row in r.meta.get("by_required", [])})
+    header = ["required", *(f"{label} {stat}" for label in ruler for stat in ("mean", "median", "max"))]
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    for required in lengths:
+        cells = [str(required)]
+        for report in ruler.values():
+            row = next((r for r in report.meta.get("by_required", []) if r["required"] == required), None)
+            if row is None or not row["n"]:
+                cells += ["–", "–", "–"]
+            else:
+                cells += [_f(row["mean"]), _f(row["median"]), str(row["max"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_comparison(
+    runs: Mapping[str, BenchReport | None],
+    *,
+    ruler: Mapping[str, BenchReport | None] | None = None,
+    small_judge: bool = False,
+    threshold: float = REPETITION_THRESHOLD,
+    title: str = "LongBench-Write",
+) -> str:
+    """The comparison as markdown: the paper's table, caveats, coverage per run, and the Ruler table."""
+    out = [f"# {title}: {' vs '.join(runs)}", "", paper_table(runs, threshold=threshold)]
+    out.append(
+        f"S = (S_l + S_q)/2 as in the paper; items: scored / in the set; degenerate: share of outputs whose "
+        f"repeated-4-gram ratio is above {threshold} (lw-data's filter threshold)."
+    )
+    judges = sorted({r.judge for r in runs.values() if r is not None and r.judge})
+    if judges:
+        out.append(f"Judge: {', '.join(judges)}.")
+    if small_judge:
+        out.append(f"**Caveat:** {SMALL_JUDGE_CAVEAT}")
+    out.append("")
+    for label, report in runs.items():
+        line = "not run or not found" if report is None else coverage_line(report)
+        out.append(f"- {label}: {line}")
+    ran_ruler = {k: v for k, v in (ruler or {}).items() if v is not None}
+    if ran_ruler:
+        out += ["", "## LongWrite-Ruler: output length per required length", "", _ruler_table(ran_ruler)]
+    return "\n".join(out) + "\n"
+
+
+def _scatter_png(runs: Mapping[str, BenchReport]) -> bytes:
+    figure = new_figure(5.5 * len(runs), 5.5)
+    axes = figure.subplots(1, len(runs), squeeze=False)[0]
+    for ax, (label, report) in zip(axes, runs.items(), strict=True):
+        plot_lengths(ax, report, title=f"{label}: S_l = {_f(report.overall.length_score)}")
+    return png_bytes(figure)
+
+
+def _ruler_png(ruler: Mapping[str, BenchReport]) -> bytes:
+    figure = new_figure(7, 5.5)
+    plot_ruler(figure.subplots(), ruler)
+    figure.suptitle("LongWrite-Ruler")
+    return png_bytes(figure)
+
+
+def _summary(report: BenchReport, threshold: float) -> dict[str, Any]:
+    coverage = report.meta.get("coverage") or {}
+    return {
+        "model": report.model,
+        "judge": report.judge,
+        "dataset": report.dataset,
+        "n": report.overall.n,
+        "items": coverage.get("items"),
+        "coverage": coverage.get("share"),
+        "S": report.overall.score,
+        "S_l": report.overall.length_score,
+        "S_q": report.overall.quality_score,
+        "degenerate_share": degenerate_share(report, threshold),
+        "by_length": {g.name: {"n": g.n, "S_l": g.length_score, "S_q": g.quality_score} for g in report.by_length},
+    }
+
+
+def compare_runs(
+    runs: Mapping[str, BenchReport | None],
+    out_dir: str | os.PathLike[str],
+    *,
+    ruler: Mapping[str, BenchReport | None] | None = None,
+    small_judge: bool = False,
+    threshold: float = REPETITION_THRESHOLD,
+    name: str = "comparison",
+) -> dict[str, Path]:
+    """Write the comparison of labelled runs (e.g. ``{"base": r0, "sft": r1, "dpo": r2}``) to ``out_dir``.
+
+    Files, each written atomically: ``comparison.md`` (the paper-style table with the degenerate share, a caveat
+    when ``small_judge``, coverage per run, the Ruler table), ``comparison.json`` (the same figures),
+    ``comparison.png`` (required vs produced length per run, log-log, with y = x) and, when ``ruler`` holds
+    LongWrite-Ruler reports, ``ruler.png`` (output length per required length). Returns the paths by key.
+    """
+    if not runs:
+        raise BenchError("nothing to compare: give at least one labelled run")
+    present = {label: r for label, r in runs.items() if r is not None}
+    ran_ruler = {label: r for label, r in (ruler or {}).items() if r is not None}
+    folder = Path(out_dir)
+    paths = {"md": folder / f"{name}.md", "json": folder / f"{name}.json"}
+    document = {
+        "labels": list(runs),
+        "small_judge": small_judge,
+        "repetition_threshold": threshold,
+        "runs": {label: None if r is None else _summary(r, threshold) for label, r in runs.items()},
+        "ruler": {label: r.meta.get("by_required", []) for label, r in ran_ruler.items()},
+    }
+    atomic_write(paths["json"], json.dumps(document, indent=2, ensure_ascii=False))
+    atomic_write(paths["md"], render_comparison(runs, ruler=ruler, small_judge=small_judge, threshold=threshold))
+    if present:
+        paths["png"] = folder / f"{name}.png"
+        atomic_write(paths["png"], _scatter_png(present))
+    if ran_ruler:
+        paths["ruler_png"] = folder / "ruler.png"
+        atomic_write(paths["ruler_png"], _ruler_png(ran_ruler))
+    return paths
