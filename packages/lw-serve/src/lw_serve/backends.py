@@ -8,23 +8,36 @@ unit-testable, including SGLang's, which cannot be installed on CPU machines.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from lw_core import Capabilities, LWError
+from lw_core import Capabilities
 
+from lw_serve.errors import BackendUnavailableError, ServeError
+from lw_serve.export import can_export
 from lw_serve.models import ResolvedModel
 
-
-class BackendUnavailableError(LWError):
-    """The backend's server is not installed here; the message says how to install it."""
+SECRET_ARGS_ENV = "LW_SERVE_SECRET_ARGS"
+# Runs a Python module with extra arguments taken from the environment: they reach the module's sys.argv but never
+# the process's own argv (/proc/<pid>/cmdline, readable by every local user). For servers that take a key only as a
+# flag (SGLang's server and router). The variable is removed before the module runs, so its children never see it.
+_WITH_SECRET_ARGS = (
+    "import json, os, runpy, sys; "
+    f"sys.argv = [sys.argv[1], *sys.argv[2:], *json.loads(os.environ.pop({SECRET_ARGS_ENV!r}, '[]'))]; "
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
 
 
 @dataclass(frozen=True)
 class Launch:
-    """One process to start: its argv, where, with which extra environment, and how to probe health."""
+    """One process to start: its argv, where, with which extra environment, and how to probe health.
+
+    Secrets travel in ``env`` (never in ``argv``); ``secrets`` lists their values so that whatever
+    lw-serve logs or quotes (commands, log tails in errors) shows ``***`` instead.
+    """
 
     argv: list[str]
     port: int
@@ -33,6 +46,15 @@ class Launch:
     health_path: str = "/health"
     links: dict[str, str] = field(default_factory=dict)
     """Symlinks to create before starting, relative to ``cwd`` → target (how served names are mapped)."""
+    secrets: tuple[str, ...] = ()
+
+
+def python_module_with_secrets(
+    module: str, args: list[str], secret_args: list[str]
+) -> tuple[list[str], dict[str, str]]:
+    """argv and env that run ``python -m module *args *secret_args`` with the secret arguments outside argv."""
+    argv = [sys.executable, "-c", _WITH_SECRET_ARGS, module, *args]
+    return argv, ({SECRET_ARGS_ENV: json.dumps(secret_args)} if secret_args else {})
 
 
 class Backend(Protocol):
@@ -89,6 +111,9 @@ class LlamaCppBackend:
     ``ctx_size * parallel`` tokens, ~23 KB each for the embedded model), so a long generation in one
     slot can never starve the others of cache. ``threads=None`` keeps llama.cpp's own choice (the
     physical cores). Defaults were measured on 2 cores with the embedded model (package README).
+    A Hugging Face folder (e.g. lw-train's output) is exported once to GGUF as ``export_outtype``
+    into ``$LW_HOME/gguf`` (:func:`~lw_serve.export.cached_export`). The API key reaches
+    llama-server through its ``LLAMA_API_KEY`` variable, never its command line.
     """
 
     threads: int | None = None
@@ -100,6 +125,7 @@ class LlamaCppBackend:
     cache_reuse: int = 256
     api_key: str | None = field(default=None, repr=False)
     metrics: bool = True
+    export_outtype: str = "f16"
     extra_args: tuple[str, ...] = ()
     name: str = "llamacpp"
 
@@ -115,11 +141,9 @@ class LlamaCppBackend:
 
     def launch(self, model: ResolvedModel, host: str, ports: list[int], workdir: Path) -> list[Launch]:
         if model.gguf is None:
-            raise BackendUnavailableError(
-                f"model {model.name!r} ({model.hf}) is not a GGUF file: llama-server serves GGUF only; "
-                "use --backend transformers for Hugging Face folders"
-            )
-        return [Launch(argv=self.command(model, host, ports[0]), port=ports[0], cwd=workdir)]
+            model = ResolvedModel(model.name, gguf=model.gguf_file(self.export_outtype))
+        env, secrets = ({"LLAMA_API_KEY": self.api_key}, (self.api_key,)) if self.api_key else ({}, ())
+        return [Launch(self.command(model, host, ports[0]), ports[0], cwd=workdir, env=env, secrets=secrets)]
 
     def command(self, model: ResolvedModel, host: str, port: int, binary: str | None = None) -> list[str]:
         assert model.gguf is not None
@@ -146,8 +170,6 @@ class LlamaCppBackend:
             argv += ["--ubatch-size", str(self.ubatch_size)]
         if self.metrics:
             argv.append("--metrics")
-        if self.api_key:
-            argv += ["--api-key", self.api_key]
         return argv + list(self.extra_args)
 
 
@@ -157,10 +179,12 @@ class TransformersBackend:
 
     ``transformers serve`` only answers requests that name exactly the model id it was started
     with, so a local folder is started through a symlink named after the served name, from a
-    private working directory: clients then send the short name.
+    private working directory: clients then send the short name. Continuous batching is on by
+    default (as in ``lw-serve up``): lw's stages send many requests at once, where it was 4.6×
+    faster at 8 streams; one lone stream was ~1/3 slower (package README).
     """
 
-    continuous_batching: bool = False
+    continuous_batching: bool = True
     device: str = "cpu"
     dtype: str = "auto"
     compile: bool = False
@@ -217,7 +241,8 @@ class SGLangBackend:
     Long generation needs a context length that fits prompt + output (LongWriter writes ~10k
     tokens), so ``context_length`` defaults to 32768. With ``replicas > 1`` each replica gets its
     own GPUs (``tp_size`` each, via ``--base-gpu-id``) and ``sglang_router`` balances them with
-    cache-aware routing; clients see a single endpoint.
+    cache-aware routing; clients see a single endpoint. SGLang takes its API key only as a flag, so
+    the key is handed over by :func:`python_module_with_secrets`, outside the command line.
     """
 
     context_length: int = 32768
@@ -256,22 +281,28 @@ class SGLangBackend:
     def launch(self, model: ResolvedModel, host: str, ports: list[int], workdir: Path) -> list[Launch]:
         model_path = model.hf_folder()
         if self.replicas == 1:
-            return [Launch(self.server_command(model_path, model.name, host, ports[0]), ports[0], cwd=workdir)]
+            return [self._secret_launch(self.server_command(model_path, model.name, host, ports[0]), ports[0], workdir)]
         workers = [
-            Launch(
+            self._secret_launch(
                 self.server_command(model_path, model.name, host, port, base_gpu_id=i * self.tp_size * self.dp_size),
                 port,
-                cwd=workdir,
+                workdir,
             )
             for i, port in enumerate(ports[:-1])
         ]
-        router = Launch(self.router_command([f"http://{host}:{p}" for p in ports[:-1]], host, ports[-1]),
-                        ports[-1], cwd=workdir)  # fmt: skip
-        return [*workers, router]
+        router_argv = self.router_command([f"http://{host}:{p}" for p in ports[:-1]], host, ports[-1])
+        return [*workers, self._secret_launch(router_argv, ports[-1], workdir)]
+
+    def _secret_launch(self, argv: list[str], port: int, workdir: Path) -> Launch:
+        """``argv`` is ``[python, -m, module, *args]``; the API key goes in through the environment."""
+        secret = ["--api-key", self.api_key] if self.api_key else []
+        run, env = python_module_with_secrets(argv[2], argv[3:], secret)
+        return Launch(run, port, cwd=workdir, env=env, secrets=(self.api_key,) if self.api_key else ())
 
     def server_command(
         self, model_path: str, served_name: str, host: str, port: int, *, base_gpu_id: int | None = None
     ) -> list[str]:
+        """``python -m sglang.launch_server ...`` without the API key (see :meth:`launch`)."""
         argv = [
             sys.executable, "-m", "sglang.launch_server",
             "--model-path", model_path,
@@ -291,8 +322,6 @@ class SGLangBackend:
             argv.append("--enable-cache-report")
         if self.enable_metrics:
             argv.append("--enable-metrics")
-        if self.api_key:
-            argv += ["--api-key", self.api_key]
         if self.max_running_requests:
             argv += ["--max-running-requests", str(self.max_running_requests)]
         if base_gpu_id:
@@ -300,11 +329,9 @@ class SGLangBackend:
         return argv + list(self.extra_args)
 
     def router_command(self, worker_urls: list[str], host: str, port: int) -> list[str]:
-        argv = [sys.executable, "-m", "sglang_router.launch_router", "--worker-urls", *worker_urls,
+        """``python -m sglang_router.launch_router ...`` without the API key (see :meth:`launch`)."""
+        return [sys.executable, "-m", "sglang_router.launch_router", "--worker-urls", *worker_urls,
                 "--host", host, "--port", str(port), "--policy", self.router_policy]  # fmt: skip
-        if self.api_key:
-            argv += ["--api-key", self.api_key]
-        return argv
 
 
 BACKENDS = ("llamacpp", "transformers", "sglang")
@@ -318,14 +345,15 @@ def make_backend(name: str) -> Backend:
         return TransformersBackend()
     if name == "sglang":
         return SGLangBackend()
-    raise LWError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    raise ServeError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
 
 
 def default_backend(model: ResolvedModel) -> Backend:
-    """SGLang where it is installed and a GPU is present; llama.cpp for GGUF when built; else transformers."""
+    """SGLang where it is installed and a GPU is present; else llama.cpp when built, for a GGUF or a local folder
+    it can export (so base and trained models run on the same engine); else ``transformers serve``."""
     if importlib.util.find_spec("sglang") is not None and _cuda_available():
         return SGLangBackend()
-    if model.is_gguf and llamacpp_available():
+    if llamacpp_available() and (model.is_gguf or (model.hf is not None and can_export(model.hf))):
         return LlamaCppBackend()
     return TransformersBackend()
 

@@ -1,10 +1,12 @@
-"""The ``lw-serve`` command line: ``up`` (serve until Ctrl-C), ``models`` (list/resolve), ``bench``."""
+"""The ``lw-serve`` command line: ``up`` (serve until Ctrl-C), ``models`` (list/resolve), ``export-gguf``, ``bench``."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -14,10 +16,14 @@ import typer
 from lw_core import LWError
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lw_serve.backends import BACKENDS, Backend, LlamaCppBackend, SGLangBackend, TransformersBackend
+from lw_serve.export import export_gguf
 from lw_serve.models import EMBEDDED_MODEL, known_models, resolve_model
+
+API_KEY_ENV = "LW_SERVE_API_KEY"
 
 app = typer.Typer(
     name="lw-serve",
@@ -33,8 +39,32 @@ def _fail(exc: LWError) -> typer.Exit:
     return typer.Exit(1)
 
 
+class OutType(enum.StrEnum):
+    f32 = "f32"
+    f16 = "f16"
+    bf16 = "bf16"
+    q8_0 = "q8_0"
+
+
+def _api_key(path: Path | None) -> str | None:
+    """The key from ``--api-key-file`` (first line that is not a ``#`` comment), else ``$LW_SERVE_API_KEY``.
+
+    Never an option value: a key on the command line is readable by every local user.
+    """
+    if path is None:
+        return os.environ.get(API_KEY_ENV) or None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise LWError(f"--api-key-file {path}: {exc.strerror}") from exc
+    key = next((line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
+    if not key:
+        raise LWError(f"--api-key-file {path}: the file holds no key (one key on a line; # starts a comment)")
+    return key
+
+
 def _backend(
-    name: str | None,
+    name: str,
     *,
     threads: int | None,
     ctx_size: int | None,
@@ -43,16 +73,17 @@ def _backend(
     replicas: int,
     tp_size: int,
     api_key: str | None,
-) -> Backend | None:
+    outtype: str = "f16",
+) -> Backend:
     if replicas > 1 and name != "sglang":
         raise typer.BadParameter("replicas need --backend sglang", param_hint="--replicas")
-    if name is None:
-        return None
     if name == "llamacpp":
         defaults = LlamaCppBackend()
         return LlamaCppBackend(threads=threads, api_key=api_key, ctx_size=ctx_size or defaults.ctx_size,
-                               parallel=parallel or defaults.parallel)  # fmt: skip
+                               parallel=parallel or defaults.parallel, export_outtype=outtype)  # fmt: skip
     if name == "transformers":
+        if api_key:
+            raise LWError("transformers serve cannot require an API key: use --backend llamacpp or sglang")
         return TransformersBackend(continuous_batching=continuous_batching)
     if name == "sglang":
         context = ctx_size or SGLangBackend().context_length
@@ -77,22 +108,37 @@ def up(
     threads: Annotated[int | None, typer.Option(help="llamacpp: CPU threads (default: all usable cores)")] = None,
     ctx_size: Annotated[int | None, typer.Option(help="Context length (llamacpp: shared by all slots)")] = None,
     parallel: Annotated[int | None, typer.Option(help="llamacpp: parallel slots")] = None,
-    continuous_batching: Annotated[bool, typer.Option(help="transformers: continuous batching")] = True,
+    continuous_batching: Annotated[
+        bool, typer.Option(help="transformers: continuous batching (default on, as in TransformersBackend)")
+    ] = TransformersBackend.continuous_batching,
     replicas: Annotated[int, typer.Option(help="sglang: replicas behind the SGLang router")] = 1,
     tp_size: Annotated[int, typer.Option(help="sglang: tensor-parallel size per replica")] = 1,
-    api_key: Annotated[str | None, typer.Option(envvar="LW_SERVE_API_KEY", help="Require this API key")] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"Require the API key in this file (one line); default: ${API_KEY_ENV} if set. "
+            "Keys are never taken on the command line"
+        ),
+    ] = None,
+    outtype: Annotated[OutType, typer.Option(help="llamacpp: GGUF type when an HF folder is exported")] = OutType.f16,
     log_file: Annotated[Path | None, typer.Option(help="Keep the server log here")] = None,
     startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for health")] = 300.0,
 ) -> None:
-    """Start a server and block until Ctrl-C (or SIGTERM); prints the base URL and model name."""
+    """Start a server and block until Ctrl-C (or SIGTERM); prints the base URL and model name.
+
+    An HF folder (e.g. lw-train's output) is served by llama.cpp through a GGUF export made once
+    into $LW_HOME/gguf, unless --backend says otherwise.
+    """
+    from lw_serve.backends import default_backend
     from lw_serve.server import Server
 
     logging.basicConfig(level=logging.WARNING)
     try:
-        chosen = _backend(backend, threads=threads, ctx_size=ctx_size, parallel=parallel,
-                          continuous_batching=continuous_batching, replicas=replicas, tp_size=tp_size,
-                          api_key=api_key)  # fmt: skip
-        server = Server(model, chosen, name=name, host=host, port=port, startup_timeout=startup_timeout,
+        resolved = resolve_model(model, name=name)
+        chosen = _backend(backend or default_backend(resolved).name, threads=threads, ctx_size=ctx_size,
+                          parallel=parallel, continuous_batching=continuous_batching, replicas=replicas,
+                          tp_size=tp_size, api_key=_api_key(api_key_file), outtype=outtype.value)  # fmt: skip
+        server = Server(resolved, chosen, host=host, port=port, startup_timeout=startup_timeout,
                         log_path=log_file)  # fmt: skip
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -145,6 +191,29 @@ def models(
         raise _fail(exc) from None
 
 
+@app.command("export-gguf")
+def export_gguf_command(
+    src: Annotated[str, typer.Argument(help="HF model folder, or a registered name (its converted HF folder)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The GGUF file to write")],
+    outtype: Annotated[OutType, typer.Option(help="Weight type (norms and biases stay f32)")] = OutType.f16,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists")] = False,
+) -> None:
+    """Export a Llama, Mistral or Qwen2 HF folder (weights, tokenizer, chat template) to one GGUF file for llama.cpp."""
+    try:
+        folder = resolve_model(src).hf_folder() if src in known_models() else src
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task(f"exporting {Path(folder).name}", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            written = export_gguf(folder, out, outtype.value, force=force, progress=progress)
+    except LWError as exc:
+        raise _fail(exc) from None
+    console.print(f"wrote {written} ({written.stat().st_size / 2**20:.0f} MiB, {outtype.value})", highlight=False)
+
+
 @app.command()
 def bench(
     model: Annotated[str, typer.Option("--model", "-m")] = EMBEDDED_MODEL,
@@ -165,11 +234,9 @@ def bench(
     try:
         resolved = resolve_model(model)
         for label in backend:
-            chosen: Backend = (
-                TransformersBackend(continuous_batching=True) if label == "transformers-cb"
-                else _backend(label, threads=None, ctx_size=None, parallel=max(counts), continuous_batching=False,
-                              replicas=1, tp_size=1, api_key=None)  # type: ignore[assignment]
-            )  # fmt: skip
+            chosen = _backend(label.removesuffix("-cb"), threads=None, ctx_size=None, parallel=max(counts),
+                              continuous_batching=label == "transformers-cb", replicas=1, tp_size=1,
+                              api_key=None)  # fmt: skip
             with console.status(f"{label}: starting"), Server(resolved, chosen) as server:
                 for n in counts:
                     results.append(asyncio.run(measure_client(server.client, label, n, max_tokens)))

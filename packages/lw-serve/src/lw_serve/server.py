@@ -1,18 +1,24 @@
 """The one place lw starts model servers: a context manager around a backend's processes.
 
 Each process runs in its own process group (``start_new_session``), is told to die with its
-parent (Linux ``PR_SET_PDEATHSIG``), and is stopped with SIGTERM then SIGKILL to the whole
-group, from ``stop()``, ``__exit__`` (Ctrl-C included) and ``atexit`` — so no orphan servers.
+parent (Linux ``PR_SET_PDEATHSIG``, set from one long-lived spawner thread so that it holds for
+``async with`` too), and is stopped with SIGTERM then SIGKILL to the whole group, from ``stop()``,
+``__exit__`` (Ctrl-C included) and ``atexit`` — so no orphan servers. Secrets reach servers through
+the environment only, and are shown as ``***`` in every command or log tail lw-serve logs or raises.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import ctypes
+import functools
 import logging
 import os
+import queue
+import shlex
 import shutil
 import signal
 import socket
@@ -20,21 +26,18 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
-from lw_core import Capabilities, LWError, OpenAIChatClient
+from lw_core import Capabilities, OpenAIChatClient
 
 from lw_serve.backends import Backend, Launch, default_backend, make_backend
+from lw_serve.errors import ServerError
 from lw_serve.models import ResolvedModel, resolve_model
 
 log = logging.getLogger(__name__)
-
-
-class ServerError(LWError):
-    """A server could not start (port in use, crashed, not healthy in time); the message quotes its log."""
-
 
 _live: set[Server] = set()  # started and not yet stopped: strong refs, so a dropped Server still stops at exit
 
@@ -65,9 +68,60 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _Spawner:
+    """Starts every server process from one thread that lives as long as the process.
+
+    Linux sends the parent-death signal when the *thread* that forked the child ends, not the
+    process: a server forked from a worker thread (``async with`` starts servers through
+    ``asyncio.to_thread``) would die with that thread, so such servers used to run without the
+    signal, and a SIGKILLed driver left them running. Forking from this one thread arms the signal
+    for sync and async callers alike.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="lw-serve-spawner", daemon=True)
+                self._thread.start()
+        job: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
+        preexec = functools.partial(_die_with_parent, os.getpid())
+        self._jobs.put((job, lambda: subprocess.Popen(argv, preexec_fn=preexec, **options)))
+        return job.result()
+
+    def _serve(self) -> None:
+        while True:
+            job, call = self._jobs.get()
+            try:
+                job.set_result(call())
+            except BaseException as exc:  # handed to the caller's thread
+                job.set_exception(exc)
+
+
+_spawner = _Spawner()
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret value replaced by ``***``.
+
+    >>> redact("llama-server --api-key sk-123 --port 8", ["sk-123"])
+    'llama-server --api-key *** --port 8'
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 class Server:
@@ -104,6 +158,7 @@ class Server:
         self._workdir: Path | None = None
         self._procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[Path] = []
+        self._secrets: set[str] = set()
         self._port: int | None = None
         self._lock = threading.Lock()
 
@@ -158,7 +213,7 @@ class Server:
         return bool(self._procs) and all(p.poll() is None for p in self._procs)
 
     def log_tail(self, lines: int = 40) -> str:
-        """The last lines of the server logs, for error messages."""
+        """The last lines of the server logs, for error messages (secrets shown as ``***``)."""
         chunks = []
         for path in self._logs:
             try:
@@ -166,7 +221,7 @@ class Server:
             except OSError:
                 continue
             chunks.append("\n".join(text.splitlines()[-lines:]))
-        return "\n".join(chunks)
+        return redact("\n".join(chunks), self._secrets)
 
     def start(self) -> Server:
         with self._lock:
@@ -251,11 +306,12 @@ class Server:
         else:
             log_file = self._workdir / f"server-{index}.log"
         self._logs.append(log_file)
+        self._secrets.update(launch.secrets)
         env = {**os.environ, **launch.env}
-        log.debug("starting %s", " ".join(launch.argv))
+        log.debug("starting %s", self._shown(launch))
         out: IO[bytes]
         with open(log_file, "ab") as out:
-            proc = subprocess.Popen(
+            proc = _spawner.popen(
                 launch.argv,
                 cwd=cwd,
                 env=env,
@@ -263,9 +319,12 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
             )
         self._procs.append(proc)
+
+    def _shown(self, launch: Launch) -> str:
+        """The command as logs and errors show it."""
+        return redact(shlex.join(launch.argv), self._secrets)
 
     def _wait_healthy(self, launch: Launch) -> None:
         proc = self._procs[-1]
@@ -277,7 +336,7 @@ class Server:
                 if code is not None:
                     raise ServerError(
                         f"{self.backend.name} server for {self.model_name!r} exited with code {code} during "
-                        f"start-up.\ncommand: {' '.join(launch.argv)}\nlog tail:\n{self.log_tail()}"
+                        f"start-up.\ncommand: {self._shown(launch)}\nlog tail:\n{self.log_tail()}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
                     if http.get(url).status_code == 200:
