@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +19,23 @@ from lw_core import Instruction
 
 STEP_WORDS = 100
 STEPS = 3
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _shared_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``lw_core.data_file`` reads the shared copies of the paper's prompt files: no download."""
+    if SHARED_DATA.is_dir():
+        monkeypatch.setenv("LW_DATA_DIR", str(SHARED_DATA))
+
+
+@pytest.fixture
+def paper_prompts() -> Path:
+    """The folder holding the paper's plan.txt and write.txt (skips where ../shared/data is missing)."""
+    folder = SHARED_DATA / "longwriter_prompts"
+    if not (folder / "plan.txt").is_file():
+        pytest.skip(f"the paper's prompt files are not at {folder}")
+    return folder
 
 
 def request_key(request: dict[str, Any]) -> tuple[int, int]:

@@ -88,6 +88,53 @@ async def test_plan_then_write_from_edited_plans(tmp_path: Path, scripted) -> No
     assert words == {instructions[0].id: 240, instructions[1].id: 300}
 
 
+async def test_failed_instructions_are_retried_next_run_reusing_their_finished_steps(tmp_path: Path, scripted) -> None:
+    instructions = scripted.instructions(3)
+    out = tmp_path / "docs.jsonl"
+    # one at a time: TOPIC-0 (4 calls), TOPIC-1's plan and section 1, then its section 2 and TOPIC-2's plan fail
+    script = [Fault.NONE] * 6 + [Fault.BAD_REQUEST] * 2
+    with ScriptedServer(scripted.reply, script=script) as server:
+        agent = AgentWrite(client_for(server))
+        first = await run_batch(agent, instructions, out, concurrency=1)
+        assert (first.done, first.failed) == (1, 2)
+        kept = await run_batch(agent, instructions, out, retry_failed=False)  # failures stay final when asked
+        assert (kept.skipped, kept.finished) == (3, 0)
+        calls = len(server.calls)
+        second = await run_batch(agent, instructions, out)
+    assert (second.skipped, second.retried, second.done, second.failed) == (1, 2, 2, 0)
+    assert sorted(scripted.key(c) for c in server.calls[calls:]) == [(1, 2), (1, 3), (2, 0), (2, 1), (2, 2), (2, 3)]
+    documents = list(read_jsonl(out, Document))
+    assert sorted(d.id for d in documents) == sorted(i.id for i in instructions)  # one record per instruction
+    assert all(d.status == "done" and d.word_count == 300 for d in documents)
+
+
+async def test_cached_sections_of_an_edited_plan_are_not_spliced_into_the_new_one(tmp_path: Path, scripted) -> None:
+    instruction = scripted.instructions(1)[0]
+    cache = tmp_path / "docs.steps.jsonl"
+    with ScriptedServer(scripted.reply) as server:
+        agent = AgentWrite(client_for(server))
+        await run_batch(agent, [instruction], tmp_path / "plans.jsonl", mode="plan")
+        plans = read_plans(tmp_path / "plans.jsonl")
+        await run_batch(agent, [instruction], tmp_path / "old.jsonl", mode="write", plans=plans, cache=cache)
+        lines = cache.read_text().splitlines(True)
+        cache.write_text("".join(lines[:2]))  # the write was killed after section 2 of the old plan
+        edited = plans[instruction.id].model_copy(deep=True)
+        edited.steps[0].main_point, edited.steps[1].word_count = "T0 point 1, told anew", 60
+        calls = len(server.calls)
+        new_plans = {instruction.id: edited}
+        stats = await run_batch(
+            agent, [instruction], tmp_path / "new.jsonl", mode="write", plans=new_plans, cache=cache
+        )
+        again = await run_batch(agent, [instruction], tmp_path / "new2.jsonl", mode="write", plans=plans, cache=cache)
+    assert stats.steps_reused == 0 and [scripted.key(c) for c in server.calls[calls : calls + 3]] == [
+        (0, 1), (0, 2), (0, 3)
+    ]  # fmt: skip
+    (document,) = read_jsonl(tmp_path / "new.jsonl", Document)
+    assert [s.word_count for s in document.sections] == [100, 60, 100]
+    assert "T0 point 1, told anew" in server.calls[calls]["messages"][0]["content"]
+    assert again.steps_reused == 2  # the old plan's own sections are still reused for the old plan
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from lw_agentwrite.cli import app; app()", *args]
 
