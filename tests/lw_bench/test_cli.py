@@ -46,11 +46,19 @@ def test_predict_judge_score_report_pipeline(
         )
         assert result.exit_code == 0, result.output
         assert "6 new" in result.output
+        assert "<User Request>" in server.calls[-1]["messages"][0]["content"]  # the paper's judge.txt by default
+        assert server.calls[0]["top_p"] == 0.8
     result = runner.invoke(
-        app, ["score", "--predictions", str(pred), "--judgments", str(judged), "--out", str(tmp_path / "s.json")]
+        app,
+        [
+            "score",
+            *("--predictions", str(pred), "--judgments", str(judged), "--out", str(tmp_path / "s.json")),
+            *("--data", "longbench_write_en", "--data-dir", str(data_dir)),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "overall" in result.output and json.loads((tmp_path / "s.json").read_text())["overall"]["n"] == 3
+    assert "WARNING — Coverage: 3 of 60 items scored (5.0 %)" in " ".join(result.output.split())
     out = tmp_path / "report"
     result = runner.invoke(
         app,
@@ -100,6 +108,8 @@ def test_ruler_writes_predictions_and_a_length_report(
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["overall"]["n"] == 2 and report["overall"]["quality_score"] is None
     assert report["dataset"] == "longwrite_ruler"
+    assert report["meta"]["coverage"]["items"] == 2  # --limit 2: the set is the 2 items asked for
+    assert "## Output length per required length" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.parametrize(
@@ -124,3 +134,14 @@ def test_user_errors_exit_1_with_a_message_and_no_traceback(tmp_path: Path, args
 def test_usage_errors_exit_2() -> None:
     assert runner.invoke(app, ["predict"]).exit_code == 2
     assert runner.invoke(app, []).exit_code in (0, 2)  # no_args_is_help
+
+
+def test_judge_lw_preset_uses_our_template(tmp_path: Path, model_or_judge: Callable[[dict[str, Any]], str]) -> None:
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text(json.dumps({"id": "a", "prompt": "Write 100 words", "response": "good text", "length": 100}) + "\n")
+    with ScriptedServer(model_or_judge) as server:
+        args = ["judge", "--base-url", server.base_url, "--model", "j", "--predictions", str(pred)]
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "j.jsonl"), "--preset", "lw"])
+    assert result.exit_code == 0, result.output
+    assert "<<<RESPONSE" in server.calls[0]["messages"][0]["content"]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "k.jsonl"), "--preset", "gpt"]).exit_code == 2

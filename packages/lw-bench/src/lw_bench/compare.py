@@ -96,9 +96,10 @@ def render_comparison(
 ) -> str:
     """The comparison as markdown: the paper's table, caveats, coverage per run, and the Ruler table."""
     out = [f"# {title}: {' vs '.join(runs)}", "", paper_table(runs, threshold=threshold)]
+    source = " (lw-data's filter threshold)" if threshold == REPETITION_THRESHOLD else ""
     out.append(
         f"S = (S_l + S_q)/2 as in the paper; items: scored / in the set; degenerate: share of outputs whose "
-        f"repeated-4-gram ratio is above {threshold} (lw-data's filter threshold)."
+        f"repeated-4-gram ratio is above {threshold}{source}."
     )
     judges = sorted({r.judge for r in runs.values() if r is not None and r.judge})
     if judges:

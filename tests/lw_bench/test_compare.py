@@ -1,0 +1,120 @@
+"""The comparison report: labelled by name, the paper's table, degenerate share, plots, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from lw_bench import BenchError, compare_runs, score_run, write_report
+from lw_bench.cli import app
+from lw_bench.compare import SMALL_JUDGE_CAVEAT, paper_table
+from lw_core import DIMENSIONS, BenchItem, BenchReport, Judgment, Prediction
+from typer.testing import CliRunner
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ITEMS = [BenchItem(prompt=f"p{i}", length=length) for i, length in enumerate([300, 1000, 3000, 6000])]
+LOOP = "I am a writer. "  # 4 words, loops
+
+
+def _words(n: int) -> str:
+    """n distinct letter-only words (digits would not count as words to the paper)."""
+    return " ".join("w" + "".join(chr(97 + k // 26**p % 26) for p in range(3)) for k in range(n))
+
+
+def _report(model: str, words: float, score: int, *, loop: bool = False, items: int = 4) -> BenchReport:
+    predictions = [
+        Prediction(
+            id=i.id,
+            prompt=i.prompt,
+            response=(LOOP * int(i.length * words / 4)) if loop else _words(int(i.length * words)),
+            length=i.length,
+            model=model,
+        )
+        for i in ITEMS[:items]
+    ]
+    judgments = [Judgment(id=p.id, scores=dict.fromkeys(DIMENSIONS, score), judge="tiny") for p in predictions]
+    return score_run(predictions, judgments, items=ITEMS, dataset="longbench_write")
+
+
+def test_rows_are_labelled_by_name_and_a_missing_run_keeps_its_own_row(tmp_path: Path) -> None:
+    trained = _report("m-sft", 1.0, 4)
+    table = paper_table({"base": None, "sft": trained}).splitlines()
+    assert table[2].startswith("| base | missing |")
+    assert table[3].startswith("| sft | 4 / 4 | 87.5 | 100.0 | 75.0 | 0.0 % |")  # S = (100 + 75) / 2
+    header = table[0]
+    assert "[4000, ∞) S_l" in header and "[0, 500) S_q" in header and "degenerate" in header
+
+
+def test_comparison_files_and_figures(tmp_path: Path) -> None:
+    base, sft = _report("m", 0.3, 2, loop=True, items=3), _report("m-sft", 1.0, 4)
+    ruler = {"base": _report("m", 0.3, 2), "sft": _report("m-sft", 1.0, 4)}
+    paths = compare_runs({"base": base, "sft": sft, "dpo": None}, tmp_path, ruler=ruler, small_judge=True)
+    assert set(paths) == {"md", "json", "png", "ruler_png"}
+    assert all(paths[k].read_bytes().startswith(PNG_MAGIC) for k in ("png", "ruler_png"))
+    document = json.loads(paths["json"].read_text())
+    assert document["labels"] == ["base", "sft", "dpo"] and document["runs"]["dpo"] is None
+    assert document["runs"]["base"]["degenerate_share"] == 1.0 and document["runs"]["sft"]["degenerate_share"] == 0.0
+    assert document["runs"]["base"]["coverage"] == 0.75 and document["runs"]["sft"]["S_l"] == 100.0
+    assert [row["required"] for row in document["ruler"]["sft"]] == [300, 1000, 3000, 6000]
+    markdown = paths["md"].read_text()
+    assert SMALL_JUDGE_CAVEAT in markdown and "| dpo | missing |" in markdown
+    assert "- base: WARNING — Coverage: 3 of 4 items scored" in markdown
+    assert "## LongWrite-Ruler: output length per required length" in markdown
+    assert "| 1000 | 300.0 | 300.0 | 300 | 1000.0 | 1000.0 | 1000 |" in markdown
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_no_caveat_without_a_small_judge_and_threshold_is_respected(tmp_path: Path) -> None:
+    looping = _report("m", 1.0, 3, loop=True)
+    markdown = compare_runs({"base": looping}, tmp_path, threshold=1.0)["md"].read_text()
+    assert SMALL_JUDGE_CAVEAT not in markdown and "| 0.0 % |" in markdown and "above 1.0." in markdown
+
+
+def test_nothing_to_compare_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="nothing to compare"):
+        compare_runs({}, tmp_path)
+
+
+runner = CliRunner()
+
+
+def test_cli_compare_by_label_from_run_folders_and_reports(tmp_path: Path) -> None:
+    base_dir, sft_dir = tmp_path / "base", tmp_path / "sft"
+    write_report(_report("m", 0.5, 2), base_dir)
+    sft_dir.mkdir()
+    sft = _report("m-sft", 1.0, 4)
+    (sft_dir / "predictions.jsonl").write_text(  # a folder with predictions only is scored on the fly
+        "".join(
+            Prediction(id=i.id, prompt=i.prompt, response="w " * i.length, length=i.length).model_dump_json() + "\n"
+            for i in ITEMS
+        )
+    )
+    ruler = tmp_path / "ruler.json"
+    ruler.write_text(sft.model_dump_json())
+    out = tmp_path / "cmp"
+    result = runner.invoke(
+        app,
+        ["compare", str(base_dir), str(sft_dir), "--labels", "base,sft", "--out", str(out), "--ruler", f"sft={ruler}"],
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "comparison.json").read_text())
+    assert document["labels"] == ["base", "sft"] and document["runs"]["sft"]["S_l"] == 100.0
+    assert document["runs"]["base"]["S_l"] == 50.0 and (out / "ruler.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["{a}", "{a}", "--labels", "base"], 2, "1 labels for 2 runs"),
+        (["{a}", "{a}", "--labels", "x,x"], 2, "labels must differ"),
+        (["{missing}", "--labels", "base"], 1, "no report.json or predictions.jsonl"),
+        (["{a}", "--ruler", "nolabel"], 2, "LABEL=PATH"),
+    ],
+)
+def test_cli_compare_errors(tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    write_report(_report("m", 1.0, 3), tmp_path / "a")
+    filled = [a.format(a=tmp_path / "a", missing=tmp_path / "nope") for a in args]
+    result = runner.invoke(app, ["compare", *filled, "--out", str(tmp_path / "out")])
+    assert result.exit_code == code, result.output
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
