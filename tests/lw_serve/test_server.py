@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from lw_core import Capabilities, OpenAIChatClient
-from lw_serve import ResolvedModel, Server, ServerError
+from lw_serve import ResolvedModel, Server, ServerError, SGLangBackend
 from lw_serve.backends import Launch
 
 MODEL = ResolvedModel(name="fake", gguf=Path("/dev/null"))
@@ -27,7 +28,7 @@ FAKE = textwrap.dedent(
     mode, port, pidfile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     print("fake server starting on", port, flush=True)
     if mode == "crash":
-        print("fatal: unknown option --frobnicate", flush=True)
+        print("fatal: unknown option --frobnicate; api_key=" + os.environ.get("FAKE_KEY", ""), flush=True)
         sys.exit(3)
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -51,6 +52,7 @@ FAKE = textwrap.dedent(
 class FakeBackend:
     mode: str
     pidfile: Path
+    secret: str | None = None
     name: str = "fake"
 
     @property
@@ -64,7 +66,10 @@ class FakeBackend:
         return 1
 
     def launch(self, model: ResolvedModel, host: str, ports: list[int], workdir: Path) -> list[Launch]:
-        return [Launch([sys.executable, "-c", FAKE, self.mode, str(ports[0]), str(self.pidfile)], ports[0])]
+        argv = [sys.executable, "-c", FAKE, self.mode, str(ports[0]), str(self.pidfile)]
+        if self.secret is None:
+            return [Launch(argv, ports[0])]
+        return [Launch(argv, ports[0], env={"FAKE_KEY": self.secret}, secrets=(self.secret,))]
 
 
 def _alive(pid: int) -> bool:
@@ -210,3 +215,102 @@ def test_parent_killed_hard_takes_the_server_down(tmp_path: Path) -> None:
     assert _gone([server_pid])
     with contextlib.suppress(ProcessLookupError):  # a server's own children are its business; tidy up ours
         os.kill(grandchild, signal.SIGKILL)
+
+
+def test_async_with_killed_hard_takes_the_server_down(tmp_path: Path) -> None:
+    """``async with`` starts the server from a worker thread; the parent-death signal must hold there too."""
+    body = (
+        "import asyncio\n"
+        "async def main():\n"
+        "    async with server:\n"
+        "        print('ready', flush=True)\n"
+        "        await asyncio.sleep(600)\n"
+        "asyncio.run(main())"
+    )
+    proc, pids = _driver(tmp_path, body)
+    proc.kill()
+    proc.wait(timeout=20)
+    server_pid, grandchild = pids
+    assert _gone([server_pid]), "llama-server would be left running, adopted by init"
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(grandchild, signal.SIGKILL)
+
+
+# -- secrets --------------------------------------------------------------------------------------
+
+SECRET = "sk-lw-test-0123456789"
+
+
+def _group(pgid: int) -> list[int]:
+    """Every live process in a process group (a server and whatever it started)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                    pids.append(int(entry.name))
+    return pids
+
+
+def _cmdline(pid: int) -> str:
+    return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_secret_errors_and_logs_show_stars(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="lw_serve")
+    with pytest.raises(ServerError) as info:
+        Server(MODEL, FakeBackend("crash", tmp_path / "pids", secret=SECRET)).start()
+    assert "api_key=***" in str(info.value) and SECRET not in str(info.value)
+    assert "starting" in caplog.text and SECRET not in caplog.text
+
+
+FAKE_SGLANG = textwrap.dedent(
+    """
+    import http.server, json, os, subprocess, sys
+    argv = sys.argv[1:]
+    port = int(argv[argv.index("--port") + 1])
+    key = argv[argv.index("--api-key") + 1] if "--api-key" in argv else None
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with open(os.path.join({out!r}, f"{{port}}.json"), "w") as fh:
+        json.dump({{"argv": argv, "env_has_secret": "LW_SERVE_SECRET_ARGS" in os.environ, "child": child.pid}}, fh)
+    print(f"server_args=ServerArgs(port={{port}}, api_key={{key!r}})", flush=True)  # as SGLang logs it
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+        def log_message(self, *a):
+            pass
+    http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+    """
+)
+
+
+def test_sglang_servers_and_router_get_the_key_outside_their_command_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real launch path (bootstrap included) with stand-ins for sglang and sglang_router."""
+    site, out = tmp_path / "site", tmp_path / "out"
+    out.mkdir()
+    for package, module in (("sglang", "launch_server"), ("sglang_router", "launch_router")):
+        (site / package).mkdir(parents=True)
+        (site / package / "__init__.py").write_text("")
+        (site / package / f"{module}.py").write_text(FAKE_SGLANG.format(out=str(out)))
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    model = ResolvedModel("writer", hf=str(tmp_path))
+    with Server(model, SGLangBackend(replicas=2, api_key=SECRET), startup_timeout=60) as server:
+        assert len(server.pids) == 3, "two replicas and the router"
+        started = [pid for leader in server.pids for pid in _group(leader)]
+        assert len(started) >= 6, "each launch and the child it started"
+        for pid in started:
+            assert SECRET not in _cmdline(pid), f"pid {pid}: {_cmdline(pid)}"
+        seen = [json.loads(p.read_text()) for p in out.glob("*.json")]
+        assert len(seen) == 3
+        for record in seen:
+            assert record["argv"][-2:] == ["--api-key", SECRET], "the key still reaches SGLang's argument parser"
+            assert not record["env_has_secret"], "and is gone from the environment its children inherit"
+        assert "api_key='***'" in server.log_tail() and SECRET not in server.log_tail()
+        assert server.new_client().api_key == SECRET
+    for record in seen:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record["child"], signal.SIGKILL)
