@@ -6,11 +6,13 @@ applied to the shared copies of its prompt files, never from our renderer.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from lw_agentwrite import AgentWrite, Prompts, run_batch
-from lw_core import Document, Instruction, OpenAIChatClient, read_jsonl
+from lw_core import Document, Instruction, OpenAIChatClient, read_jsonl, write_jsonl
 from lw_core.testing import ScriptedServer
 
 # A plan as a model writes it: a preamble, blank lines, a triple newline (leaves an empty step), trailing spaces.
@@ -29,6 +31,7 @@ SECTION_REPLIES = [
     "End.",
 ]
 INSTRUCTION = "Write a 1000-word article on tides for $STEP$ readers."
+CLI = [sys.executable, "-c", "from lw_agentwrite.cli import app; app()"]
 
 
 def original_prompts(folder: Path, inst: str, plan_reply: str, replies: list[str]) -> tuple[str, list[str], str]:
@@ -125,7 +128,7 @@ async def test_paper_plans_of_more_than_50_lines_are_not_written(paper_prompts: 
 def test_unknown_preset_names_the_known_ones() -> None:
     client = OpenAIChatClient(base_url="http://127.0.0.1:9/v1", model="m")
     with pytest.raises(Exception, match="expected one of: paper, lw"):
-        AgentWrite.preset("gpt", client)  # type: ignore[arg-type]
+        AgentWrite.preset("gpt", client)
 
 
 def test_our_write_prompt_allows_subtitles_and_omits_rhetorical_hooks() -> None:
@@ -134,3 +137,22 @@ def test_our_write_prompt_allows_subtitles_and_omits_rhetorical_hooks() -> None:
         assert "heading" not in write and "标题、" not in write  # no longer forbids headings
     assert "omit open-ended conclusions or other rhetorical hooks" in Prompts.default("en").write
     assert "subtitle" in Prompts.default("en").write and "小标题" in Prompts.default("zh").write
+
+
+def test_cli_runs_the_paper_preset_with_server_sampling(paper_prompts: Path, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [Instruction(prompt=INSTRUCTION)])
+    replies = [r or "Filler." for r in SECTION_REPLIES]
+    with ScriptedServer(scripted_model(replies)) as server:
+        common = ["--in", str(tmp_path / "in.jsonl"), "--base-url", server.base_url, "--model", "scripted", "-q"]
+        done = subprocess.run([*CLI, "run", *common, "--out", str(tmp_path / "docs.jsonl"), "--preset", "paper",
+                               "--sampling", "repeat_penalty=1.15"], capture_output=True, text=True)  # fmt: skip
+        bad = subprocess.run([*CLI, "run", *common, "--out", str(tmp_path / "x.jsonl"), "--sampling", "oops"],
+                             capture_output=True, text=True)  # fmt: skip
+        unknown = subprocess.run([*CLI, "run", *common, "--out", str(tmp_path / "y.jsonl"), "--preset", "gpt"],
+                                 capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(server.calls) == 6 and all(
+        (c["temperature"], c["max_tokens"], c["repeat_penalty"]) == (1.0, 4096, 1.15) for c in server.calls
+    )
+    assert bad.returncode == 1 and "expected KEY=VALUE" in bad.stderr
+    assert unknown.returncode == 1 and "expected one of: paper, lw" in unknown.stderr

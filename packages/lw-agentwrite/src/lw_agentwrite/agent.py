@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from lw_core import (
     REPETITION_THRESHOLD,
@@ -36,7 +36,6 @@ SectionCallback = Callable[[Instruction, Section], None]
 TextCallback = Callable[[Instruction, int, str], None]
 
 
-PresetName = Literal["paper", "lw"]
 #: ``finish_reason`` values that make a document ``truncated``: cut mid-sentence, or mostly repetition.
 SINKING = frozenset({"length", "repetitive"})
 
@@ -119,7 +118,7 @@ class AgentWrite:
     _defaults: dict[str, Prompts] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
-    def preset(cls, name: PresetName, client: ChatClient, **overrides: Any) -> AgentWrite:
+    def preset(cls, name: str, client: ChatClient, **overrides: Any) -> AgentWrite:
         """An agent with a named set of settings; ``overrides`` change single fields.
 
         - ``"paper"``: THUDM/LongWriter's AgentWrite as released — its plan and write prompts (``Prompts.paper()``)
@@ -413,7 +412,8 @@ class AgentWrite:
         return run_sync(self.run(instruction, plan))
 
 
-PRESETS: tuple[PresetName, ...] = ("paper", "lw")
+#: The names :meth:`AgentWrite.preset` knows.
+PRESETS: tuple[str, ...] = ("paper", "lw")
 
 
 def _rank(answer: tuple[str, str | None]) -> tuple[bool, bool, int]:
