@@ -80,3 +80,31 @@ def smollm2_tokenizer(smollm2_folder):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(smollm2_folder)
+
+
+WORDS = "the quick brown fox jumps over a lazy dog while writing long careful answers about rivers".split()
+
+
+def write_tiny_run(folder: Path, tokenizer, records: int = 16, seed: int = 0) -> tuple[Path, Path]:
+    """A random 2-layer Llama + byte tokenizer saved as an HF folder, and an SFT file of ``records`` short chats."""
+    import json
+    import random
+
+    model_folder = folder / "tiny-model"
+    _tiny_llama(vocab_size=len(tokenizer)).save_pretrained(model_folder)
+    tokenizer.save_pretrained(model_folder)
+    rng = random.Random(seed)
+    data = folder / "sft.jsonl"
+    with data.open("w") as out:
+        for i in range(records):
+            answer = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 40)))
+            chat = [{"role": "user", "content": f"Write note {i}."}, {"role": "assistant", "content": answer}]
+            out.write(json.dumps({"messages": chat}) + "\n")
+    return model_folder, data
+
+
+@pytest.fixture
+def tiny_run(tmp_path, tokenizer, monkeypatch):
+    """(model folder, SFT file) of the tiny model in tmp_path, with $LW_HOME there too."""
+    monkeypatch.setenv("LW_HOME", str(tmp_path / "lw_home"))
+    return write_tiny_run(tmp_path, tokenizer)

@@ -136,8 +136,6 @@ def common_arguments(config: _TrainConfig) -> dict[str, Any]:
         "max_grad_norm": config.max_grad_norm,
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "seed": config.seed,
-        "gradient_checkpointing": config.gradient_checkpointing,
-        "gradient_checkpointing_kwargs": {"use_reentrant": False} if config.gradient_checkpointing else None,
         "logging_steps": config.logging_steps,
         "save_strategy": "steps",
         "save_steps": config.save_steps,
@@ -148,7 +146,18 @@ def common_arguments(config: _TrainConfig) -> dict[str, Any]:
         "disable_tqdm": True,
         "use_cpu": not torch.cuda.is_available(),
         **mixed_precision(config.dtype),
+        **checkpointing(config.gradient_checkpointing),
     }
+
+
+def checkpointing(enabled: bool) -> dict[str, Any]:
+    """Activation checkpointing flags under the name this transformers uses (renamed in 5.2x)."""
+    if not enabled:
+        return {}
+    from transformers import TrainingArguments
+
+    name = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient"
+    return {f"{name}_checkpointing": True, f"{name}_checkpointing_kwargs": {"use_reentrant": False}}
 
 
 class CheckpointMarker(TrainerCallback):
@@ -169,15 +178,11 @@ class ProgressAndLog(TrainerCallback):
         self.log_path, self.stats, self.show = log_path, stats, show
         self._progress: Any = None
         self._task: Any = None
-        self._writer: JsonlWriter | None = None
         self.last: dict[str, float] = {}
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
         self.stats.started = time.perf_counter()
-        if not state.is_world_process_zero:
-            return
-        self._writer = JsonlWriter(self.log_path)
-        if self.show:
+        if state.is_world_process_zero and self.show:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._progress = Progress(
@@ -194,8 +199,8 @@ class ProgressAndLog(TrainerCallback):
             return
         record = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, int | float)}}
         self.last.update(record)
-        if self._writer is not None:
-            self._writer.write(record)
+        with JsonlWriter(self.log_path) as writer:  # reopened per line: evaluation logs after training ends
+            writer.write(record)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
         if self._progress is not None:
@@ -206,8 +211,6 @@ class ProgressAndLog(TrainerCallback):
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
         if self._progress is not None:
             self._progress.stop()
-        if self._writer is not None:
-            self._writer.close()
 
 
 def peak_memory_mib() -> float:

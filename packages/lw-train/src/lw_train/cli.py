@@ -1,4 +1,4 @@
-"""The `lw-train` command line: plan packed bins for an SFT file."""
+"""The `lw-train` command line: packed SFT and DPO from a config file, and bin planning for an SFT file."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rich.markup import escape
 app = typer.Typer(
     name="lw-train",
     no_args_is_help=True,
-    help="lw-train: tokenization, best-fit packing and padding-free collators for long-output SFT.",
+    help="lw-train: packed SFT and DPO for long-output models (configs in recipes/), and bin planning.",
 )
 console = Console(stderr=True, soft_wrap=True)
 
@@ -28,7 +28,7 @@ def pack(
     data: Annotated[Path, typer.Argument(help="SFT file (JSONL of lw SFTRecord / {'messages': [...]})")],
     tokenizer: Annotated[str, typer.Option(help="Hugging Face tokenizer: a local folder or hub name")],
     max_tokens: Annotated[int, typer.Option(help="bin capacity in tokens (the training row length)")] = 32_768,
-    strategy: Annotated[str, typer.Option(help="bfd (best fit), greedy (paper baseline) or none")] = "bfd",
+    strategy: Annotated[str, typer.Option(help="bfd (best fit), nextfit (the original), sorted-nextfit or none")] = "bfd",
     overlong: Annotated[str, typer.Option(help="samples over --max-tokens: drop, truncate or error")] = "drop",
     num_ranks: Annotated[int, typer.Option(help="data-parallel ranks that must get equal step counts")] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the bins (JSON) here")] = None,
@@ -65,3 +65,43 @@ def pack(
         payload = {"max_tokens": max_tokens, "strategy": strategy, "bins": [[source[i] for i in b] for b in bins]}
         atomic_write(output, json.dumps(payload) + "\n")
         console.print(f"bins (as line indices of {data}): {output}")
+
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="config file (.toml, .yaml or .json); see recipes/")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="override a config key: --set max_steps=2 (repeatable; lora.r=8)")
+]
+ResumeOption = Annotated[bool, typer.Option("--resume", help="continue from the last finished checkpoint")]
+
+
+@app.command()
+def sft(config: ConfigOption, set_: SetOption = None, resume: ResumeOption = False) -> None:
+    """Packed SFT on lw SFT records: the final model is written to output_dir, with summary.json and log.jsonl."""
+    _train("sft", config, set_ or [], resume)
+
+
+@app.command()
+def dpo(config: ConfigOption, set_: SetOption = None, resume: ResumeOption = False) -> None:
+    """DPO (TRL's DPOTrainer) on lw preference pairs; the final model is written to output_dir."""
+    _train("dpo", config, set_ or [], resume)
+
+
+def _train(kind: str, path: Path, overrides: list[str], resume: bool) -> None:
+    from lw_core import LWError
+
+    from lw_train import DPOConfig, SFTConfig
+
+    try:
+        settings = (*overrides, "resume=true") if resume else tuple(overrides)
+        if kind == "sft":
+            from lw_train import train_sft
+
+            result = train_sft(SFTConfig.from_file(path, settings))
+        else:
+            from lw_train import train_dpo
+
+            result = train_dpo(DPOConfig.from_file(path, settings))
+    except LWError as error:
+        console.print(f"[red]error:[/] {escape(str(error))}")
+        raise typer.Exit(1) from None
+    console.print(f"model: {result.output_dir}")
