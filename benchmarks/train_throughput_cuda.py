@@ -4,13 +4,13 @@ Same samples, same trained tokens, same loss code (lw_train.model_loss, sequence
 per batch; only the batching differs:
 
 - padded            PaddedCollator, --batch-size samples per batch in shuffled order (the usual baseline)
-- padded, grouped   the same, samples sorted by length first (like ``group_by_length``)
-- packed, sdpa      PackedCollator on best-fit bins of --bin-tokens; sdpa with the block-diagonal mask transformers
+- padded-grouped    the same, samples sorted by length first (like ``group_by_length``)
+- packed-sdpa       PackedCollator on best-fit bins of --bin-tokens; sdpa with the block-diagonal mask transformers
                     derives from restarting position_ids
-- packed, segments  the same bins with lw_train.segment_attention (causal sdpa per sample: flash kernels, no mask)
+- packed-segments   the same bins with lw_train.segment_attention (causal sdpa per sample: flash kernels, no mask)
 - unpadded          each sample of a bin alone (no padding, no packing; gradients accumulated, one step per bin):
                     exactly the compute the samples need, in many small kernels
-- dense limit       the same number of tokens as full --bin-tokens rows of one sequence each, plain causal attention:
+- dense-limit       the same number of tokens as full --bin-tokens rows of one sequence each, plain causal attention:
                     no padding and no sample boundaries, the ceiling any batching scheme can reach at this row length
 
 It also checks, on the GPU and in bf16, that the packed sequence loss of the first bin equals the mean of its samples'
@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--bin-tokens", type=int, default=16_384)
     parser.add_argument("--batch-size", type=int, default=4, help="samples per padded batch")
     parser.add_argument("--params", choices=sorted(SIZES), default="300m")
+    parser.add_argument("--variants", help="comma-separated subset of the variants to run (default: all)")
     parser.add_argument("--device", default="cuda", help="cpu only to smoke-test this script (--params tiny)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -169,16 +170,19 @@ def main() -> None:
     alone = PaddedCollator(pad_token_id=0, pad_to_multiple_of=None)
     variants: list[tuple[str, list[list[dict]], str]] = [
         ("padded", [[b] for b in padded(order)], "sdpa"),
-        ("padded, grouped", [[b] for b in padded(by_length)], "sdpa"),
+        ("padded-grouped", [[b] for b in padded(by_length)], "sdpa"),
         ("unpadded", [[alone([data[i]]) for i in b] for b in bins], "sdpa"),
-        ("packed, sdpa", [[b] for b in packed], "sdpa"),
-        ("packed, segments", [[b] for b in packed], "segments"),
-        ("dense limit", [[b] for b in dense], "sdpa"),
+        ("packed-sdpa", [[b] for b in packed], "sdpa"),
+        ("packed-segments", [[b] for b in packed], "segments"),
+        ("dense-limit", [[b] for b in dense], "sdpa"),
     ]
     print(f"packed: {len(bins)} bins of <= {args.bin_tokens:,}, fill {pack_fill(bins, lengths, args.bin_tokens):.2%}")
     gap = isolation_check(model, data, bins, args.device)
     print(f"isolation (bf16, sdpa): |packed - alone| sequence loss = {gap:.2e}")
 
+    if args.variants:
+        wanted = {v.strip() for v in args.variants.split(",")}
+        variants = [v for v in variants if v[0] in wanted]
     results: dict[str, float] = {}
     print(f"{'variant':<18}{'steps':>8}{'positions':>12}{'real':>7}{'tokens/s':>12}{'trained/s':>12}{'peak GiB':>10}")
     for name, steps, attn in variants:
@@ -188,9 +192,9 @@ def main() -> None:
             model.set_attn_implementation("sdpa")
         micro = [b for step in steps for b in step]
         positions = sum(b["input_ids"].numel() for b in micro)
-        tokens = positions if name == "dense limit" else total
+        tokens = positions if name == "dense-limit" else total
         trained_here = sum(count_targets(b).tokens for b in micro)
-        if name != "dense limit":
+        if name != "dense-limit":
             assert trained_here == trained, (name, trained_here, trained)
         seconds, peak = run(model, steps, args.device)
         results[name] = tokens / seconds
@@ -198,10 +202,13 @@ def main() -> None:
             f"{name:<18}{len(steps):>8}{positions:>12,}{tokens / positions:>7.1%}{tokens / seconds:>12,.0f}"
             f"{trained_here / seconds:>12,.0f}{peak:>10.1f}"
         )
-    base = results["padded"]
+    base_name = next(iter(results))
+    base = results[base_name]
     print("real tokens/s ratios:")
     for name, rate in results.items():
-        print(f"  {name:<18} {rate / base:5.2f}x padded   {rate / results['dense limit']:6.1%} of the dense limit")
+        limit = results.get("dense-limit")
+        share = f"{rate / limit:6.1%} of the dense limit" if limit else ""
+        print(f"  {name:<18} {rate / base:5.2f}x {base_name}   {share}")
 
 
 if __name__ == "__main__":
