@@ -22,6 +22,7 @@ from lw_core.errors import RecordError
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
 OnInvalid = Literal["raise", "skip"]
+_TAIL_BLOCK = 1 << 16
 
 
 def _field(err: ValidationError) -> tuple[str | None, str]:
@@ -52,31 +53,29 @@ def read_jsonl(
     path = Path(path)
     reject_writer = JsonlWriter(rejects) if rejects is not None else None
     try:
-        with path.open("rb") as fh:
-            lines = fh.read().split(b"\n")
-        last = len(lines)
-        for lineno, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            try:
-                data = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                if lineno == last:  # no trailing newline: a write interrupted mid-line
-                    log.warning("%s:%d: skipping torn last line (interrupted write)", path, lineno)
+        with path.open("rb") as fh:  # line by line: memory is bounded by the longest line, not the file
+            for lineno, raw in enumerate(fh, start=1):
+                if not raw.strip():
                     continue
-                error = RecordError(str(path), lineno, None, f"invalid JSON: {exc}")
-                if on_invalid == "raise":
-                    raise error from None
-                _reject(reject_writer, raw, error)
-                continue
-            try:
-                yield schema.model_validate(data)
-            except ValidationError as exc:
-                field, msg = _field(exc)
-                error = RecordError(str(path), lineno, field, msg)
-                if on_invalid == "raise":
-                    raise error from None
-                _reject(reject_writer, raw, error)
+                try:
+                    data = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    if not raw.endswith(b"\n"):  # the last line, unfinished: a write interrupted mid-line
+                        log.warning("%s:%d: skipping torn last line (interrupted write)", path, lineno)
+                        continue
+                    error = RecordError(str(path), lineno, None, f"invalid JSON: {exc}")
+                    if on_invalid == "raise":
+                        raise error from None
+                    _reject(reject_writer, raw, error)
+                    continue
+                try:
+                    yield schema.model_validate(data)
+                except ValidationError as exc:
+                    field, msg = _field(exc)
+                    error = RecordError(str(path), lineno, field, msg)
+                    if on_invalid == "raise":
+                        raise error from None
+                    _reject(reject_writer, raw, error)
     finally:
         if reject_writer is not None:
             reject_writer.close()
@@ -85,18 +84,7 @@ def read_jsonl(
 def _reject(writer: JsonlWriter | None, raw: bytes, error: RecordError) -> None:
     log.warning("skipping invalid record: %s", error)
     if writer is not None:
-        writer.write({"line": error.line, "error": str(error), "raw": raw.decode("utf-8", "replace")})
-
-
-def read_jsonl_dicts(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Untyped read with the same torn-line handling and file:line errors."""
-    from pydantic import RootModel
-
-    class _Any(RootModel[dict[str, Any]]):
-        pass
-
-    for rec in read_jsonl(path, _Any):
-        yield rec.root
+        writer.write({"line": error.line, "error": str(error), "raw": raw.decode("utf-8", "replace").rstrip("\r\n")})
 
 
 class JsonlWriter:
@@ -121,13 +109,21 @@ class JsonlWriter:
         if not self.path.exists() or self.path.stat().st_size == 0:
             return
         with self.path.open("rb+") as fh:
-            fh.seek(-1, os.SEEK_END)
+            end = fh.seek(0, os.SEEK_END)
+            fh.seek(end - 1)
             if fh.read(1) == b"\n":
                 return
-            fh.seek(0)
-            data = fh.read()
-            keep = data.rfind(b"\n") + 1
-            log.warning("%s: dropping torn last line (%d bytes) before appending", self.path, len(data) - keep)
+            keep = end
+            while keep > 0:  # find the last newline, reading backwards block by block (files can be huge)
+                start = max(0, keep - _TAIL_BLOCK)
+                fh.seek(start)
+                block = fh.read(keep - start)
+                newline = block.rfind(b"\n")
+                if newline >= 0:
+                    keep = start + newline + 1
+                    break
+                keep = start
+            log.warning("%s: dropping torn last line (%d bytes) before appending", self.path, end - keep)
             fh.truncate(keep)
 
     def write(self, record: BaseModel | dict[str, Any]) -> None:
