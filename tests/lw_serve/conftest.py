@@ -120,7 +120,12 @@ def build_tiny(
     rope: dict[str, object] | None = None,
     seed: int = 0,
 ) -> Path:
-    """A random 2-layer model with peaked logits (large init), so greedy decoding has clear winners."""
+    """A random 2-layer model with peaked logits, so greedy decoding has clear winners.
+
+    Random weights give near-uniform next-token distributions whose top two logits can differ by
+    1e-3, where f32 rounding in another engine may pick the other one; a large final-norm scale
+    widens every gap without changing what is computed.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -152,6 +157,8 @@ def build_tiny(
         options["rope_parameters"] = {"rope_theta": 10000.0, **rope}
     torch.manual_seed(seed)
     model = model_class(config_class(**options)).float().eval()
+    with torch.no_grad():
+        model.model.norm.weight.fill_(30.0)
     model.save_pretrained(folder)
     return folder
 
