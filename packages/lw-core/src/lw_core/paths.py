@@ -12,6 +12,13 @@ def lw_home() -> Path:
     """``$LW_HOME`` if set, else the platform cache dir (``~/.cache/lw`` on Linux).
 
     Read at call time, never at import, so tests and embedding apps can redirect it.
+
+    >>> import tempfile
+    >>> from unittest import mock
+    >>> home = tempfile.mkdtemp()
+    >>> with mock.patch.dict("os.environ", {"LW_HOME": home}):
+    ...     print(lw_home() == Path(home), cache_dir("models", "gguf") == Path(home, "models", "gguf"))
+    True True
     """
     home = os.environ.get("LW_HOME")
     path = Path(home).expanduser() if home else Path(user_cache_dir("lw", appauthor=False))

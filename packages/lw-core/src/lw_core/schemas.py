@@ -27,7 +27,13 @@ DIMENSIONS: tuple[str, ...] = (
 
 
 def stable_id(text: str) -> str:
-    """A short, stable hash of a prompt: the join key across stages."""
+    """A short, stable hash of a prompt: the join key across stages (surrounding whitespace does not count).
+
+    >>> stable_id("Write a story about a fox.") == stable_id("  Write a story about a fox.\\n")
+    True
+    >>> len(stable_id("Write a story about a fox."))
+    16
+    """
     return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()[:16]
 
 
@@ -69,7 +75,14 @@ class Usage(Record):
 
 
 class Instruction(_WithPromptId):
-    """A writing task. ``length`` is the required output length in words (characters for zh)."""
+    """A writing task. ``length`` is the required output length in words (characters for zh).
+
+    ``id`` and ``language`` are filled from the prompt when missing, so user files need only ``prompt``:
+
+    >>> task = Instruction(prompt="写一篇关于秋天的散文", length=800)
+    >>> task.language, task.id == stable_id(task.prompt)
+    ('zh', True)
+    """
 
     id: str = ""
     prompt: str
