@@ -151,13 +151,13 @@ def common_arguments(config: _TrainConfig) -> dict[str, Any]:
 
 
 def checkpointing(enabled: bool) -> dict[str, Any]:
-    """Activation checkpointing flags under the name this transformers uses (renamed in 5.2x)."""
-    if not enabled:
-        return {}
+    """Activation-checkpointing flags under the name this transformers uses (renamed in 5.2x), always explicit:
+    TRL's configs default to on."""
     from transformers import TrainingArguments
 
     name = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient"
-    return {f"{name}_checkpointing": True, f"{name}_checkpointing_kwargs": {"use_reentrant": False}}
+    kwargs = {f"{name}_checkpointing_kwargs": {"use_reentrant": False}} if enabled else {}
+    return {f"{name}_checkpointing": enabled, **kwargs}
 
 
 class CheckpointMarker(TrainerCallback):

@@ -330,7 +330,10 @@ def _load_model(config: SFTConfig, folder: str) -> Any:
         lora = config.lora
         model = get_peft_model(
             model,
-            LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules),
+            LoraConfig(
+                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+                task_type="CAUSAL_LM",
+            ),
         )
     return model
 

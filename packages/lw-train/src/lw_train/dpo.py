@@ -1,0 +1,164 @@
+"""DPO with TRL's ``DPOTrainer`` on lw preference pairs, sized for long answers.
+
+TRL's defaults suit short chats: ``max_length=1024`` with truncation would cut a long answer and its end-of-turn
+token, and the pair would teach the model to stop nowhere. Here ``max_length`` is ``max_tokens`` (default 32k) and
+pairs longer than that are dropped and counted, never truncated, as in SFT. The run folder (resumable checkpoints,
+``log.jsonl``, ``summary.json``, the final model in ``output_dir``) is the same as :func:`lw_train.train_sft`'s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lw_core import PreferencePair
+from transformers import PrinterCallback, TrainerCallback
+
+from . import _run
+from .config import DPOConfig
+from .data import read_pairs
+from .errors import ConfigError
+from .models import resolve_model
+
+__all__ = ["train_dpo"]
+
+
+def train_dpo(
+    config: DPOConfig, *, callbacks: Sequence[TrainerCallback] = (), progress: bool = True
+) -> _run.TrainResult:
+    """DPO of ``config.model`` on the pairs in ``config.data``; the final model is written to ``config.output_dir``.
+
+    ``precompute_ref_log_probs`` computes the reference model's log-probabilities once before training (the
+    reference model then leaves memory); with ``lora`` the reference is the base model with adapters disabled.
+    """
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import DPOConfig as TRLDPOConfig
+    from trl import DPOTrainer
+
+    began = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    args = TRLDPOConfig(
+        max_length=config.max_tokens,
+        beta=config.beta,
+        loss_type=[config.loss_type, "sft"] if config.sft_weight else [config.loss_type],
+        loss_weights=[1.0, config.sft_weight] if config.sft_weight else None,
+        precompute_ref_log_probs=config.precompute_ref_log_probs,
+        per_device_train_batch_size=config.pairs_per_device,
+        per_device_eval_batch_size=config.pairs_per_device,
+        **_run.common_arguments(config),
+    )
+    is_main = args.process_index == 0
+    resume_from = _run.prepare_output(config, is_main=is_main)
+    folder = resolve_model(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    pairs = read_pairs(config.data, where=config.where("data"))
+    kept, overlong = _within(config, pairs, tokenizer)
+    rows = [_conversational(pair) for pair in kept]
+    held = round(len(rows) * config.eval_fraction) if config.eval_fraction else 0
+    train_rows, eval_rows = rows[held:], rows[:held]
+
+    set_seed(config.seed)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    except OSError as error:
+        raise ConfigError(f"{config.where('model')}: cannot load {config.model!r}: {error}") from None
+    stats = _run.RunStats()
+    show = progress and is_main
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        processing_class=tokenizer,
+        peft_config=_lora(config),
+        callbacks=[
+            _run.CheckpointMarker(),
+            _run.ProgressAndLog(config.output_dir / "log.jsonl", stats, show=show),
+            *callbacks,
+        ],
+    )
+    trainer.remove_callback(PrinterCallback)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_seconds = time.perf_counter() - started
+    eval_loss = trainer.evaluate()["eval_loss"] if eval_rows else None
+    trained = _save_final(trainer, config, tokenizer)
+    margins = [e["rewards/margins"] for e in trainer.state.log_history if "rewards/margins" in e]
+    summary = {
+        "output_dir": str(config.output_dir),
+        "model": config.model,
+        "steps": trainer.state.global_step,
+        "epochs": round(trainer.state.epoch or 0.0, 4),
+        "pairs": len(train_rows),
+        "eval_pairs": len(eval_rows),
+        "dropped_overlong": overlong,
+        "train_seconds": round(train_seconds, 2),
+        "wall_time_s": round(time.perf_counter() - began, 2),
+        "peak_memory_mib": round(_run.peak_memory_mib(), 1),
+        "final_loss": next((e["loss"] for e in reversed(_run.losses(trainer))), None),
+        "final_margin": margins[-1] if margins else None,
+        "eval_loss": eval_loss,
+        "resumed_from": resume_from.name if resume_from else None,
+        "losses": _run.losses(trainer),
+    }
+    if is_main:
+        _run.write_summary(config, summary, show=show)
+    return _run.TrainResult(config.output_dir, summary, trained if is_main else None)
+
+
+def _conversational(pair: PreferencePair) -> dict[str, list[dict[str, str]]]:
+    """TRL's conversational format: message lists under prompt/chosen/rejected."""
+    return {
+        field: [{"role": m.role, "content": m.content} for m in getattr(pair, field)]
+        for field in ("prompt", "chosen", "rejected")
+    }
+
+
+def _within(config: DPOConfig, pairs: list[PreferencePair], tokenizer: Any) -> tuple[list[PreferencePair], int]:
+    """Pairs whose prompt + chosen and prompt + rejected both fit ``max_tokens``, and how many did not."""
+
+    def length(messages: list[dict[str, str]]) -> int:
+        ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+        return len(ids)
+
+    kept = []
+    for pair in pairs:
+        row = _conversational(pair)
+        if max(length(row["prompt"] + row["chosen"]), length(row["prompt"] + row["rejected"])) <= config.max_tokens:
+            kept.append(pair)
+    if not kept:
+        raise ConfigError(
+            f"{config.where('max_tokens')}: every one of the {len(pairs)} pairs in {config.data} is longer than "
+            f"max_tokens={config.max_tokens} tokens, so nothing is left to train; raise max_tokens"
+        )
+    return kept, len(pairs) - len(kept)
+
+
+def _lora(config: DPOConfig) -> Any:
+    if config.lora is None:
+        return None
+    from peft import LoraConfig
+
+    lora = config.lora
+    return LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )  # fmt: skip
+
+
+def _save_final(trainer: Any, config: DPOConfig, tokenizer: Any) -> Any:
+    model = trainer.model
+    if config.lora is None:
+        trainer.save_model(str(config.output_dir))
+        return model
+    if trainer.args.process_index == 0:
+        model.save_pretrained(config.output_dir / "adapter")
+        merged = model.merge_and_unload()
+        merged.save_pretrained(config.output_dir)
+        tokenizer.save_pretrained(config.output_dir)
+        return merged
+    return None
