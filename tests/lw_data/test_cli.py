@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from lw_core import DIMENSIONS, PreferencePair, SFTRecord, read_jsonl
+from lw_core import DIMENSIONS, Instruction, PreferencePair, SFTRecord, read_jsonl
 from lw_data.cli import app
 from typer.testing import CliRunner
 
@@ -35,6 +35,24 @@ def test_instructions(tmp_path: Path) -> None:
     assert "near duplicate: 1" in result.output
     assert [json.loads(line)["length"] for line in (tmp_path / "out.jsonl").read_text().splitlines()] == [5000, 2000]
     assert json.loads((tmp_path / "dropped.jsonl").read_text())["reason"] == "near duplicate"
+
+
+def test_instructions_generated_without_an_input(tmp_path: Path) -> None:
+    out = tmp_path / "generated.jsonl"
+    args = ("instructions", "--n", 40, "--seed", 3, "--out", out, "--language", "en", "--language", "zh")
+    result = run(*args, "--min-length", 200, "--max-length", 1500)
+    assert result.exit_code == 0, result.output
+    assert "40 long instructions (en: " in result.output
+    records = list(read_jsonl(out, Instruction))
+    assert len(records) == 40 and {r.language for r in records} == {"en", "zh"}
+    assert all(r.length is not None and 200 <= r.length <= 1500 for r in records)
+    first = out.read_bytes()
+    assert run(*args, "--min-length", 200, "--max-length", 1500).exit_code == 0 and out.read_bytes() == first
+    result = run("instructions", "-n", 10, "--kind", "general", "-o", tmp_path / "general.jsonl")
+    assert result.exit_code == 0 and all(r.length is None for r in read_jsonl(tmp_path / "general.jsonl", Instruction))
+    assert run("instructions", "--dropped", tmp_path / "d.jsonl").exit_code == 2  # only with an input file
+    result = run("instructions", "--kind", "medium", "-o", tmp_path / "x.jsonl")
+    assert result.exit_code == 1 and "--kind must be long or general" in result.output
 
 
 def test_build_sft_and_stats(tmp_path: Path, make: Any) -> None:

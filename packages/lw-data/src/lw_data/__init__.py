@@ -1,12 +1,14 @@
 """lw-data: LongWriter-6k-style SFT data and DPO pairs from instructions and AgentWrite output, on polars.
 
-Instructions → :func:`prepare_instructions` / :func:`select_instructions`; AgentWrite documents →
+Instructions → :func:`prepare_instructions` / :func:`select_instructions`, or our own with
+:func:`generate_instructions`; AgentWrite documents →
 :func:`build_sft` (or :func:`build_sft_file` for big files); scored candidates → :func:`build_dpo`; blends →
 :func:`mix` and :func:`split`; a look at the result → :func:`summarize` and :func:`plot`.
 """
 
 from lw_data.dpo import DPORule, build_dpo
 from lw_data.errors import DataError
+from lw_data.generator import generate_instructions
 from lw_data.instructions import prepare_instructions, select_instructions
 from lw_data.io import load_longwriter6k, read_table, to_dataset, write_table
 from lw_data.lengths import extract_length
@@ -23,6 +25,7 @@ __all__ = [
     "build_sft",
     "build_sft_file",
     "extract_length",
+    "generate_instructions",
     "load_longwriter6k",
     "measures",
     "mix",

@@ -86,20 +86,48 @@ def _print_stats(measured: Any, png: Path | None, title: str) -> None:
 @app.command()
 @_user_errors
 def instructions(
-    input: Annotated[Path, typer.Argument(help="prompts: .jsonl, .parquet, .csv or a saved HF dataset")],
-    output: Output,
+    input: Annotated[
+        Path | None,
+        typer.Argument(help="prompts: .jsonl, .parquet, .csv or a saved HF dataset; none: generate instructions"),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "--out", "-o", help="output file (.jsonl or .parquet)")] = Path(
+        "instructions.jsonl"
+    ),
     dropped: Annotated[Path | None, typer.Option(help="where to write duplicates/empty prompts with reasons")] = None,
-    min_length: Annotated[int | None, typer.Option(help="keep requested lengths >= this")] = None,
-    max_length: Annotated[int | None, typer.Option(help="keep requested lengths <= this")] = None,
-    language: Annotated[list[str], typer.Option(help="keep these languages (en, zh); repeatable")] = [],  # noqa: B006
+    min_length: Annotated[
+        int | None, typer.Option(help="keep requested lengths >= this (generating: the shortest, default 100)")
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="keep requested lengths <= this (generating: the longest, default 3000)")
+    ] = None,
+    language: Annotated[
+        list[str],
+        typer.Option(help="keep these languages (en, zh; generating: write in these, default en); repeatable"),
+    ] = [],  # noqa: B006
     type: Annotated[list[str], typer.Option(help="keep these types; repeatable")] = [],  # noqa: B006
     require_length: Annotated[bool, typer.Option(help="drop prompts that state no length")] = False,
-    n: Annotated[int | None, typer.Option("-n", help="sample this many")] = None,
+    n: Annotated[int | None, typer.Option("-n", "--n", help="sample (generate) this many")] = None,
+    kind: Annotated[str, typer.Option(help="generating: long (writing tasks) or general (short requests)")] = "long",
     seed: Seed = 0,
 ) -> None:
-    """Normalise, dedupe (exact and near), tag language and requested length, and select instructions."""
+    """Normalise, dedupe (exact and near), tag and select instructions from a file; or, with no file, generate them.
+
+    Generated instructions are lw-data's own, disjoint from LongBench-Write: writing tasks with requested lengths
+    spread log-uniformly (stated in the prompt), or short general requests (--kind general).
+    """
+    from lw_data.io import write_table
+
+    if input is None:
+        options = (("--dropped", dropped), ("--type", type), ("--require-length", require_length))
+        unused = [name for name, value in options if value]
+        if unused:
+            raise typer.BadParameter(f"{', '.join(unused)} only apply to an INPUT file")
+        _generate(
+            output, n=200 if n is None else n, kind=kind, seed=seed, lo=min_length, hi=max_length, languages=language
+        )
+        return
     from lw_data.instructions import prepare_instructions, select_instructions
-    from lw_data.io import read_table, write_table
+    from lw_data.io import read_table
 
     kept, removed = prepare_instructions(read_table(input), source=str(input))
     chosen = select_instructions(
@@ -118,6 +146,33 @@ def instructions(
     reasons = ", ".join(f"{r}: {c}" for r, c in removed.group_by("reason").len().sort("reason").iter_rows())
     console.print(f"{kept.height + removed.height} read, {removed.height} dropped ({reasons or 'none'})")
     console.print(f"{chosen.height} selected → {output}")
+
+
+def _generate(
+    output: Path, *, n: int, kind: str, seed: int, lo: int | None, hi: int | None, languages: list[str]
+) -> None:
+    import polars as pl
+
+    from lw_data.errors import DataError
+    from lw_data.generator import generate_instructions
+    from lw_data.io import write_table
+
+    if kind not in ("long", "general"):
+        raise DataError(f"--kind must be long or general, got {kind!r}")
+    rows = generate_instructions(
+        n,
+        seed=seed,
+        kind="long" if kind == "long" else "general",
+        min_words=100 if lo is None else lo,
+        max_words=3000 if hi is None else hi,
+        languages=languages or ["en"],
+    )
+    write_table(rows, output)
+    counts = ", ".join(f"{lang}: {c}" for lang, c in rows.group_by("language").len().sort("language").iter_rows())
+    lengths = rows.select(pl.col("length").min().alias("lo"), pl.col("length").max().alias("hi"), pl.median("length"))
+    lo, hi, median = lengths.row(0)
+    spread = f"; requested {lo}–{hi}, median {median:g}" if hi is not None else ""
+    console.print(f"{rows.height} {kind} instructions ({counts or 'none'}{spread}) → {output}")
 
 
 @app.command("build-sft")
