@@ -1,50 +1,86 @@
 from pathlib import Path
 
 import pytest
-from lw_core import Instruction, read_jsonl
-from lw_reproduce.config import ConfigError, ReproduceConfig
-from lw_reproduce.pipeline import demo_instructions
+from lw_reproduce.config import PROFILES, ConfigError, ReproduceConfig, parse_assignments, profile_path
+from lw_reproduce.pipeline import PipelineError, selected_stages
 from lw_reproduce.rundir import RunDir, RunDirError
 
 
-def test_config_file_and_flags_merge_with_flags_winning(tmp_path: Path) -> None:
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_loads_and_names_itself(profile: str) -> None:
+    config = ReproduceConfig.load(profile)
+    assert (config.profile, config.name) == (profile, profile)
+    assert config.purpose
+    assert profile_path(profile).read_text().startswith("#")  # a file users copy starts by saying what it is for
+
+
+def test_profile_then_file_then_flags(tmp_path: Path) -> None:
     toml = tmp_path / "run.toml"
-    toml.write_text('name = "exp1"\nn_instructions = 6\ntrain_steps = 3\n')
-    config = ReproduceConfig.load(toml, {"train_steps": 1, "model": None})
-    assert (config.name, config.n_instructions, config.train_steps) == ("exp1", 6, 1)
+    toml.write_text('name = "exp1"\n[instructions]\nn = 6\n[bench]\nitems = 9\n')
+    config = ReproduceConfig.load("cpu", toml, {"bench.items": 3, "train.settings.max_steps": 2})
+    assert (config.name, config.instructions.n, config.bench.items) == ("exp1", 6, 3)
+    assert config.instructions.max_words == ReproduceConfig.load("cpu").instructions.max_words  # the rest kept
+    assert config.train.settings["max_steps"] == 2 and config.train.settings["epochs"] == 2  # merged, not replaced
     yaml_file = tmp_path / "run.yaml"
-    yaml_file.write_text("bench_items: 5\n")
-    assert ReproduceConfig.load(yaml_file, {}).bench_items == 5
+    yaml_file.write_text("bench:\n  items: 5\n")
+    assert ReproduceConfig.load("smoke", yaml_file).bench.items == 5
 
 
 def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
     toml = tmp_path / "run.toml"
-    toml.write_text("n_instructions = 0\n")
-    with pytest.raises(ConfigError, match=r"run.toml: field 'n_instructions'"):
-        ReproduceConfig.load(toml, {})
-    toml.write_text("bench_itemz = 3\n")
-    with pytest.raises(ConfigError, match=r"field 'bench_itemz'"):
-        ReproduceConfig.load(toml, {})
+    toml.write_text("[instructions]\nn = 0\n")
+    with pytest.raises(ConfigError, match=r"run.toml: field 'instructions.n'"):
+        ReproduceConfig.load("smoke", toml)
+    toml.write_text("[bench]\nitemz = 3\n")
+    with pytest.raises(ConfigError, match=r"field 'bench.itemz'"):
+        ReproduceConfig.load("smoke", toml)
+    toml.write_text("[train.settings]\nlearning_rte = 3\n")  # checked against lw-train's SFTConfig at load
+    with pytest.raises(ConfigError, match=r"run.toml: field 'train.settings.learning_rte': unknown key"):
+        ReproduceConfig.load("smoke", toml)
     toml.write_text("not toml = = =\n")
     with pytest.raises(ConfigError, match="cannot read"):
-        ReproduceConfig.load(toml, {})
+        ReproduceConfig.load("smoke", toml)
+    with pytest.raises(ConfigError, match="unknown profile 'gpu'; choose one of: smoke, cpu, paper"):
+        ReproduceConfig.load("gpu")
+    with pytest.raises(ConfigError, match=r"profile 'smoke': field 'student'"):
+        ReproduceConfig.load("smoke", None, {"student.base_url": "http://example.invalid/v1"})
+
+
+def test_assignments_are_typed_like_toml() -> None:
+    values = parse_assignments(["bench.items=5", "bench.top_p=0.8", "train.enabled=false", "name=exp", "x.y=[1, 2]"])
+    assert values == {"bench.items": 5, "bench.top_p": 0.8, "train.enabled": False, "name": "exp", "x.y": [1, 2]}
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_assignments(["items"])
+
+
+def test_stage_selection_follows_the_enabled_sections() -> None:
+    smoke = ReproduceConfig.load("smoke")
+    assert selected_stages(smoke) == ["instructions", "agentwrite", "data", "bench_base", "train", "bench_sft", "report"]
+    paper = ReproduceConfig.load("paper")
+    assert "dpo" in selected_stages(paper) and "bench_dpo" in selected_stages(paper)
+    no_train = ReproduceConfig.load("smoke", None, {"train.enabled": False})
+    assert selected_stages(no_train, "data") == ["data", "bench_base", "report"]
+    with pytest.raises(PipelineError, match="unknown stage 'bench'"):
+        selected_stages(smoke, "bench")
 
 
 def test_run_folder_resumes_same_config_and_refuses_another(tmp_path: Path) -> None:
-    config = ReproduceConfig(name="r")
+    config = ReproduceConfig.load("smoke", None, {"name": "r"})
     run = RunDir.open(tmp_path, config)
     run.mark_done("data", {"kept": 3})
-    again = RunDir.open(tmp_path, ReproduceConfig(name="r"))
+    (run.stage("agentwrite") / "documents.jsonl").write_text("{}\n")
+    again = RunDir.open(tmp_path, ReproduceConfig.load("smoke", None, {"name": "r"}))
     assert again.is_done("data") and again.summary("data") == {"kept": 3}
+    other = ReproduceConfig.load("smoke", None, {"name": "r", "bench.items": 7})
     with pytest.raises(RunDirError, match="another configuration"):
-        RunDir.open(tmp_path, ReproduceConfig(name="r", train_steps=7))
-    fresh = RunDir.open(tmp_path, ReproduceConfig(name="r", train_steps=7), fresh=True)
+        RunDir.open(tmp_path, other)
+    fresh = RunDir.open(tmp_path, other, fresh=True)
     assert not fresh.is_done("data")
+    assert not (fresh.root / "agentwrite").exists()  # nothing of the old run is reused ...
+    [aside] = tmp_path.glob("r.old-*")  # ... and nothing is deleted
+    assert (aside / "agentwrite" / "documents.jsonl").read_text() == "{}\n" and (aside / "data" / "done").exists()
     manifest = (tmp_path / "r" / "manifest.json").read_text()
-    assert '"train_steps": 7' in manifest and "lw-core" in manifest
-
-
-def test_bundled_instructions_are_bilingual_and_valid() -> None:
-    rows = list(read_jsonl(demo_instructions(), Instruction))
-    assert len(rows) >= 8 and {r.language for r in rows} == {"en", "zh"}
-    assert all(r.length for r in rows)
+    assert '"items": 7' in manifest and "lw-core" in manifest
+    assert RunDir.existing(tmp_path, "r").config == other
+    with pytest.raises(RunDirError, match="not a run folder"):
+        RunDir.existing(tmp_path, "nope")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 
 import typer
@@ -14,6 +16,7 @@ from lw_serve.cli import app as serve_app
 from lw_train.cli import app as train_app
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 app = typer.Typer(name="lw", no_args_is_help=True, help="lw: the LongWriter toolkit.")
 app.add_typer(agentwrite_app, name="agentwrite")
@@ -21,47 +24,110 @@ app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(bench_app, name="bench")
 app.add_typer(serve_app, name="serve")
+reproduce_app = typer.Typer(
+    help="The paper's pipeline end to end (AgentWrite → SFT data → train → LongBench-Write), resumably."
+)
+app.add_typer(reproduce_app, name="reproduce")
 console = Console()
 
 
-@app.command()
+def _say(text: str) -> None:
+    # not rich markup (a stage name in brackets would vanish), and never wrapped: tables and paths stay whole
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+@reproduce_app.callback(invoke_without_command=True)
 def reproduce(
-    config: Path | None = typer.Option(None, "--config", "-c", help="TOML or YAML file of ReproduceConfig fields"),
-    name: str | None = typer.Option(None, help="run folder name under --runs"),
-    model: str | None = typer.Option(None, help="model name, GGUF file or HF folder"),
-    backend: str | None = typer.Option(None, help="llamacpp | transformers | sglang (default: CPU default)"),
-    instructions: Path | None = typer.Option(None, help="instructions JSONL (default: bundled demo set)"),
-    n_instructions: int | None = typer.Option(None, help="how many instructions AgentWrite writes"),
-    train_steps: int | None = typer.Option(None, help="SFT optimizer steps (0 skips training)"),
-    bench_items: int | None = typer.Option(None, help="LongBench-Write items per model"),
-    bench_max_tokens: int | None = typer.Option(None, help="max new tokens per benchmark answer"),
-    bench_data_dir: Path | None = typer.Option(
-        None, envvar="LW_BENCH_DATA_DIR", help="folder with the LongBench-Write files (else cache, then download)"
-    ),
+    ctx: typer.Context,
+    profile: str = typer.Option("smoke", help="smoke (pipeline check), cpu (the 2-core demonstration) or paper (GPUs)"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML or YAML file over the profile"),
+    assignments: list[str] = typer.Option([], "--set", help="KEY=VALUE over the file, e.g. --set bench.items=5"),
+    name: str | None = typer.Option(None, help="run folder name under --runs (default: the profile's)"),
     runs: Path = typer.Option(Path("runs"), help="where run folders go"),
-    fresh: bool = typer.Option(False, help="start the run folder over instead of resuming"),
+    start: str | None = typer.Option(None, "--from", help="first stage to run (earlier ones must be done)"),
+    stop: str | None = typer.Option(None, "--until", help="last stage to run"),
+    fresh: bool = typer.Option(False, help="start over: the old run folder is moved aside, not deleted"),
+    dry_run: bool = typer.Option(False, help="print the plan, estimated tokens, cost and GPU hours; run nothing"),
+    bench_data_dir: Path | None = typer.Option(
+        None, envvar="LW_BENCH_DATA_DIR", help="folder with the LongBench-Write files (default: LW_DATA_DIR)"
+    ),
 ) -> None:
-    """Run the paper's pipeline end to end (AgentWrite → SFT data → train → LongBench-Write), resumably."""
-    from lw_reproduce.config import ReproduceConfig
+    """Run (or resume) a profile; `lw reproduce status` shows where a run stands."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from lw_reproduce.config import ReproduceConfig, parse_assignments
     from lw_reproduce.pipeline import reproduce as run_pipeline
+    from lw_reproduce.pipeline import selected_stages
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console)])
     for chatty in ("httpx", "openai"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    overrides = {
-        "name": name,
-        "model": model,
-        "backend": backend,
-        "instructions": instructions,
-        "n_instructions": n_instructions,
-        "train_steps": train_steps,
-        "bench_items": bench_items,
-        "bench_max_tokens": bench_max_tokens,
-        "bench_data_dir": bench_data_dir if bench_data_dir is None or bench_data_dir.is_dir() else None,
-    }
     try:
-        cfg = ReproduceConfig.load(config, overrides)
-        run_pipeline(cfg, runs, fresh=fresh, say=console.print)
+        overrides = parse_assignments(assignments)
+        if name is not None:
+            overrides["name"] = name
+        if bench_data_dir is not None and bench_data_dir.is_dir():
+            overrides.setdefault("bench.data_dir", str(bench_data_dir))
+        cfg = ReproduceConfig.load(profile, config, overrides)
+        if dry_run:
+            _dry_run(cfg, selected_stages(cfg, start, stop))
+            return
+        run_pipeline(cfg, runs, fresh=fresh, start=start, stop=stop, say=_say)
     except LWError as exc:
-        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        raise typer.Exit(1) from None
+        raise _fail(exc) from None
+
+
+def _dry_run(cfg: object, stages: list[str]) -> None:
+    from lw_reproduce.config import ReproduceConfig
+    from lw_reproduce.estimate import dry_run
+
+    assert isinstance(cfg, ReproduceConfig)
+    plan = dry_run(cfg)
+    _say(f"profile {cfg.profile} ({cfg.purpose}), run folder name {cfg.name!r}, config hash {cfg.digest()}")
+    _say(f"stages: {' → '.join(stages)}")
+    _say(f"token counts: {plan.counter}")
+    _say(plan.table())
+    for check in plan.checks:
+        console.print(f"[yellow]check:[/yellow] {escape(check)}", highlight=False, soft_wrap=True)
+    _say("nothing was run (--dry-run)")
+
+
+@reproduce_app.command()
+def status(
+    name: str = typer.Argument("smoke", help="the run folder's name"),
+    runs: Path = typer.Option(Path("runs"), help="where run folders are"),
+) -> None:
+    """Stages done, record counts and elapsed time of a run folder."""
+    from lw_reproduce.pipeline import STAGES, selected_stages, stage_records
+    from lw_reproduce.rundir import RunDir
+
+    try:
+        run = RunDir.existing(runs, name)
+    except LWError as exc:
+        raise _fail(exc) from None
+    manifest = json.loads((run.root / "manifest.json").read_text())
+    wanted = selected_stages(run.config)
+    records = stage_records(run)
+    _say(f"{run.root}: profile {run.config.profile}, config hash {manifest.get('config_hash')}")
+    total = 0.0
+    for stage in STAGES:
+        if stage not in wanted:
+            continue
+        if run.is_done(stage):
+            elapsed = float(run.summary(stage).get("elapsed_s", 0.0))
+            total += elapsed
+            state = f"done in {elapsed:,.0f} s"
+        elif stage in records:
+            state = "started"
+        else:
+            state = "to do"
+        counts = ", ".join(f"{file}: {n}" for file, n in records.get(stage, {}).items())
+        _say(f"  {stage:<13} {state:<18} {counts}")
+    created = manifest.get("created")
+    since = f", folder created {time.strftime('%Y-%m-%d %H:%M', time.localtime(created))}" if created else ""
+    _say(f"elapsed in finished stages: {total / 60:,.1f} min{since}")

@@ -1,73 +1,255 @@
-"""What `lw reproduce` runs: one pydantic model, from a TOML/YAML file and/or CLI flags."""
+"""What `lw reproduce` runs: a profile (smoke, cpu, paper), then a user's TOML/YAML file, then ``--set`` flags.
+
+Every section is a strict pydantic model: an unknown key is an error naming the file and the field, so a typo never
+runs with a default silently. The run folder is keyed by :meth:`ReproduceConfig.digest` (everything that changes
+results), so a changed configuration never resumes from another configuration's outputs.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import tomllib
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lw_core import LWError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROFILES = ("smoke", "cpu", "paper")
 
 
 class ConfigError(LWError):
     """The configuration file or a flag is invalid; the message names the file and the field."""
 
 
-class ReproduceConfig(BaseModel):
-    """The paper's pipeline, scaled by these knobs. Defaults fit a 2-core CPU in minutes.
-
-    The paper: AgentWrite writes ~6,000 instructions into 2k–32k-word outputs, the model is fine-tuned on them
-    (packed 32k rows, per-sequence loss), and LongBench-Write measures S_l, S_q and S before and after.
-    """
-
+class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("smollm2-demo", description="run folder under runs/")
-    model: str = Field("smollm2-135m-instruct", description="model that writes, is trained and judged")
-    backend: str | None = Field(None, description="serving backend (default: lw-serve's CPU default)")
-    instructions: Path | None = Field(None, description="instructions JSONL (default: the bundled demo set)")
-    n_instructions: int = Field(4, ge=1)
-    write_concurrency: int = Field(4, ge=1)
-    max_section_words: int = Field(250, ge=50, description="AgentWrite section budget cap")
-    min_words: int = Field(100, ge=0, description="SFT filter: drop shorter documents")
-    max_repetition: float = Field(0.5, ge=0, le=1, description="SFT filter: repeated 4-gram ratio")
-    train_steps: int = Field(2, ge=0, description="0 skips training")
-    train_max_tokens: int = Field(2048, ge=128, description="tokens per packed row")
-    learning_rate: float = Field(2e-5, gt=0)
-    loss_reduction: str = Field("sequence", pattern="^(token|sequence)$")
-    bench_dataset: str = Field("longbench_write_en", description="bench set name or JSONL path")
-    bench_data_dir: Path | None = Field(None, description="folder with the bench files (else cache/download)")
-    bench_items: int = Field(3, ge=1)
-    bench_max_tokens: int = Field(512, ge=16)
-    judge_max_tokens: int = Field(512, ge=16)
+
+class Endpoint(_Section):
+    """A model behind an OpenAI-compatible endpoint: served here by lw-serve, or remote (``base_url``).
+
+    The API key of a remote endpoint is read from the environment variable named by ``api_key_env`` when the run
+    starts; the key itself never appears in a config, a manifest or a log.
+    """
+
+    model: str = Field("smollm2-135m-instruct", description="lw-serve registry name, GGUF file, HF folder or hub id")
+    backend: str | None = Field("llamacpp", description="lw-serve backend when served here (llamacpp, sglang, ...)")
+    base_url: str | None = Field(None, description="a remote OpenAI-compatible endpoint instead of a local server")
+    api_key_env: str | None = Field(None, description="environment variable holding the remote endpoint's key")
+    concurrency: int = Field(4, ge=1, description="requests in flight")
+    context_length: int | None = Field(None, ge=256, description="the model's context (local servers)")
+
+
+class InstructionsSection(_Section):
+    """Long-writing instructions (our seeded generator, or a user's JSONL) and short general ones."""
+
+    file: Path | None = Field(None, description="instructions JSONL; default: lw-data's seeded generator")
+    n: int = Field(4, ge=1, description="long-writing instructions to generate")
+    min_words: int = Field(100, ge=20)
+    max_words: int = Field(3000, ge=20)
+    languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en"])
+    general: int = Field(0, ge=0, description="short general instructions, answered directly and mixed in")
     seed: int = 0
 
-    @classmethod
-    def load(cls, path: Path | None, overrides: dict[str, Any]) -> ReproduceConfig:
-        data: dict[str, Any] = {}
-        if path is not None:
-            try:
-                text = path.read_text(encoding="utf-8")
-                if path.suffix in (".yaml", ".yml"):
-                    import yaml
+    @model_validator(mode="after")
+    def _lengths(self) -> InstructionsSection:
+        if self.max_words < self.min_words:
+            raise ValueError(f"max_words ({self.max_words}) is below min_words ({self.min_words})")
+        return self
 
-                    data = yaml.safe_load(text) or {}
-                else:
-                    data = tomllib.loads(text)
-            except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
-                raise ConfigError(f"{path}: cannot read the configuration: {exc}") from exc
-        data.update({k: v for k, v in overrides.items() if v is not None})
+
+class AgentWriteSection(_Section):
+    """How the teacher writes: an AgentWrite preset, server sampling, and direct answers for short requests."""
+
+    preset: Literal["paper", "lw"] = "lw"
+    options: dict[str, Any] = Field(default_factory=dict, description="AgentWrite fields, e.g. max_section_words")
+    sampling: dict[str, Any] = Field(default_factory=dict, description="server sampling, e.g. repeat_penalty = 1.15")
+    direct_max_words: int = Field(0, ge=0, description="requests of at most this many words get one direct section")
+    general_max_tokens: int = Field(512, ge=16, description="token cap of a direct answer to a general instruction")
+
+
+class DataSection(_Section):
+    """lw-data's SFT filters and the mix with general chats."""
+
+    min_words: int = Field(100, ge=0, description="drop shorter documents")
+    max_repetition: float = Field(0.5, ge=0, le=1, description="drop documents with a higher repeated 4-gram ratio")
+    keep_truncated: bool = Field(False, description="keep documents cut by a token cap")
+    long_fraction: float = Field(1.0, gt=0, le=1, description="share of long-writing records in the training mix")
+    seed: int = 0
+
+
+class TrainSection(_Section):
+    """Supervised fine-tuning with lw-train; ``settings`` are :class:`lw_train.SFTConfig` fields."""
+
+    enabled: bool = True
+    settings: dict[str, Any] = Field(default_factory=dict, description="SFTConfig fields (model, data, output_dir set)")
+    export_outtype: Literal["f32", "f16", "bf16", "q8_0"] = Field("f16", description="GGUF export of base and SFT")
+
+
+class BenchSection(_Section):
+    """LongBench-Write (and LongWrite-Ruler) for the base and the trained model, with the same sampling."""
+
+    dataset: str = Field("longbench_write_en", description="bench set name or JSONL path")
+    data_dir: Path | None = Field(None, description="folder of the bench files (default: LW_DATA_DIR, else download)")
+    max_required: int | None = Field(None, ge=1, description="only items requiring at most this length")
+    items: int | None = Field(None, ge=1, description="at most this many items (after max_required)")
+    max_tokens: int = Field(32768, ge=16, description="new-token cap per answer")
+    tokens_per_required_word: float | None = Field(
+        None, gt=0, description="cap each answer at this many tokens per required word (beyond 4x, S_l is 0 anyway)"
+    )
+    temperature: float = 0.5
+    top_p: float | None = 0.8
+    sampling: dict[str, Any] = Field(default_factory=dict, description="server sampling, same for every model")
+    judge: Literal["paper", "lw"] = "paper"
+    judge_max_tokens: int | None = Field(None, ge=16, description="judge reply cap (default: the judge preset's)")
+    judge_retries: int = Field(4, ge=0, description="re-asks of an unreadable judge reply (the paper: 4, 5 tries)")
+    ruler: bool = False
+    ruler_max_required: int | None = Field(None, ge=1)
+    ruler_items_per_length: int | None = Field(None, ge=1)
+    repetition_threshold: float = Field(0.5, gt=0, le=1, description="repeated 4-gram ratio of a degenerate output")
+
+
+class DPOSection(_Section):
+    """The paper's DPO stage: sampled answers of the SFT model, judged, paired (best vs random other), DPO."""
+
+    enabled: bool = False
+    seed: int = 0
+    samples: int = Field(4, ge=2, description="answers sampled per instruction")
+    instructions: int = Field(64, ge=1, description="instructions sampled from the training set")
+    general_pairs: Path | None = Field(None, description="general preference pairs to mix in (JSONL)")
+    long_fraction: float = Field(1.0, gt=0, le=1)
+    settings: dict[str, Any] = Field(default_factory=dict, description="DPOConfig fields")
+
+
+class ReproduceConfig(_Section):
+    """The paper's pipeline, scaled by a profile. See ``profiles/*.toml`` in this package for complete examples."""
+
+    name: str = Field("smoke", description="run folder under --runs")
+    profile: str = Field("smoke", description="the profile this config started from")
+    purpose: str = Field("pipeline check", description="what the run shows; printed on the report")
+    teacher: Endpoint = Field(default_factory=Endpoint, description="writes the AgentWrite data")
+    student: Endpoint = Field(default_factory=Endpoint, description="the model that is benchmarked and trained")
+    judge: Endpoint = Field(default_factory=Endpoint, description="LongBench-Write's quality judge")
+    instructions: InstructionsSection = Field(default_factory=InstructionsSection)
+    agentwrite: AgentWriteSection = Field(default_factory=AgentWriteSection)
+    data: DataSection = Field(default_factory=DataSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    bench: BenchSection = Field(default_factory=BenchSection)
+    dpo: DPOSection = Field(default_factory=DPOSection)
+
+    @field_validator("student")
+    @classmethod
+    def _student_is_served_here(cls, student: Endpoint) -> Endpoint:
+        if student.base_url:
+            raise ValueError("no base_url: the student is trained and served by this run; give a model instead")
+        return student
+
+    @classmethod
+    def load(
+        cls, profile: str = "smoke", path: Path | None = None, overrides: dict[str, Any] | None = None
+    ) -> ReproduceConfig:
+        """The profile's values, updated by the file at ``path``, then by dotted ``overrides`` (flags win)."""
+        data = _profile(profile)
+        data["profile"] = profile
+        data.setdefault("name", profile)
+        if path is not None:
+            _merge(data, _read(path))
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                _assign(data, key.split("."), value)
+        where = str(path) if path is not None else f"profile {profile!r}"
         try:
-            return cls.model_validate(data)
+            config = cls.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{path or 'flags'}: field '{field}': {first['msg']}") from None
+            raise ConfigError(f"{where}: field '{field}': {first['msg']}") from None
+        config.check_train_settings(where)
+        return config
+
+    def check_train_settings(self, where: str) -> None:
+        """Validate ``train.settings`` / ``dpo.settings`` against lw-train's configs now, not hours later."""
+        from lw_train import DPOConfig, SFTConfig, TrainError
+
+        for section, config_cls in (("train", SFTConfig), ("dpo", DPOConfig)):
+            settings = getattr(self, section).settings
+            values = {"model": "m", "data": "d.jsonl", "output_dir": "o", **settings}
+            try:
+                config_cls.validated(values)
+            except TrainError as exc:
+                message = str(exc).split(": ", 1)[-1].replace("field '", f"field '{section}.settings.", 1)
+                raise ConfigError(f"{where}: {message}") from None
 
     def digest(self) -> str:
-        """Hash of everything that changes results (the run name does not)."""
-        payload = self.model_dump(mode="json", exclude={"name"})
+        """Hash of everything that changes results: not the run's name and purpose, nor where an endpoint listens,
+        its key's variable or its concurrency (a server moved to another port resumes the same run)."""
+        where = {"base_url", "api_key_env", "concurrency"}
+        payload = self.model_dump(
+            mode="json", exclude={"name": True, "purpose": True, "teacher": where, "student": where, "judge": where}
+        )
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def profile_path(name: str) -> Path:
+    """The packaged TOML of a profile (copy it to start your own config)."""
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
+    return Path(str(resources.files("lw_reproduce") / "profiles" / f"{name}.toml"))
+
+
+def _profile(name: str) -> dict[str, Any]:
+    return _read(profile_path(name))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = tomllib.loads(text)
+    except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of settings, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _assign(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        nested = data.get(key)
+        if not isinstance(nested, dict):
+            nested = data[key] = {}
+        data = nested
+    data[keys[-1]] = value
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, Any]:
+    """``["bench.items=5", "train.settings.max_steps=2"]`` → dotted keys with TOML-typed values.
+
+    >>> parse_assignments(["bench.items=5", "name=exp", "agentwrite.sampling={repeat_penalty = 1.15}"])
+    {'bench.items': 5, 'name': 'exp', 'agentwrite.sampling': {'repeat_penalty': 1.15}}
+    """
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set bench.items=5")
+        try:
+            values[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key.strip()] = raw.strip()  # a bare string
+    return values

@@ -1,14 +1,19 @@
 """`lw reproduce`: the paper's pipeline, composed from the packages, in a resumable run folder.
 
-1. **agentwrite** — the base model plans and writes each instruction section by section (AgentWrite).
-2. **data** — documents become filtered `messages` SFT records, with a rejects file and stats plot.
-3. **bench_base** — LongBench-Write predictions of the base model, judged, scored and reported.
-4. **train** — SFT on the AgentWrite data: packed rows, per-sequence loss (lw-train's collator and loss).
-5. **bench_trained** — the same benchmark on the trained model (the base model stays the judge).
-6. **compare** — one table, base vs trained.
+1. **instructions** — long-writing instructions (lw-data's seeded generator or a file) and short general ones.
+2. **agentwrite** — the teacher plans and writes each long instruction section by section (AgentWrite); short
+   requests get one direct section; general instructions get a direct answer (the general chats of the mix).
+3. **data** — documents become filtered SFT records (lw-data), mixed with the general chats.
+4. **bench_base** — LongBench-Write (and LongWrite-Ruler) of the base student: predictions, judgments, report.
+5. **train** — SFT with lw-train on the mix.
+6. **bench_sft** — the same benchmark, same backend and sampling, on the trained model.
+7. **dpo**, **bench_dpo** — the paper's DPO stage (sampled answers, judged, paired; DPO), when enabled.
+8. **report** — the comparison (lw-bench): table per length range, length scatter, Ruler curve, degenerate share,
+   and the time and tokens of every stage.
 
-Every stage writes into ``runs/<name>/<stage>/`` and leaves a ``done`` marker; run the command again to
-resume after a crash — finished stages are skipped and interrupted ones resume from their JSONL records.
+Every stage writes into ``runs/<name>/<stage>/`` and leaves a ``done`` marker with its summary; run the command
+again to resume after a crash: finished stages are skipped and an interrupted one resumes from its records
+(AgentWrite's step cache, predictions and judgments are append-only), so no finished call is spent again.
 """
 
 from __future__ import annotations
@@ -16,196 +21,526 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
-import tempfile
+import math
 import time
-from collections.abc import Callable
-from importlib import resources
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from lw_agentwrite import AgentWrite, run_batch
-from lw_bench import comparison_table, judge, load_items, predict, read_judgments, read_predictions, score_run
+from lw_bench import compare_runs, judge, load_items, predict, read_judgments, read_predictions, score_run
 from lw_bench import write_report as write_bench_report
-from lw_core import BenchReport, ChatClient, Instruction, JsonlWriter, LWError, SFTRecord, atomic_write, read_jsonl
-from lw_data import SFTFilters, build_sft_file, plot
-from lw_serve import Server
+from lw_core import (
+    BenchItem,
+    BenchReport,
+    ChatClient,
+    Instruction,
+    JsonlWriter,
+    LWError,
+    Plan,
+    PlanStep,
+    SFTRecord,
+    atomic_write,
+    count_words,
+    read_jsonl,
+    repeated_ngram_ratio,
+    write_jsonl,
+)
 
-from lw_reproduce.config import ReproduceConfig
+from lw_reproduce.config import BenchSection, ReproduceConfig
+from lw_reproduce.endpoints import Endpoints
 from lw_reproduce.rundir import RunDir
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
+#: Stages in order; ``--from``/``--until`` take these names.
+STAGES = ("instructions", "agentwrite", "data", "bench_base", "train", "bench_sft", "dpo", "bench_dpo", "report")
+
 
 class PipelineError(LWError):
-    """A stage could not run (e.g. no usable instructions)."""
+    """A stage cannot run (no usable instructions, no data left after the filters, a missing earlier stage)."""
 
 
-def demo_instructions() -> Path:
-    """The bundled bilingual demo instructions (our own text)."""
-    return Path(str(resources.files("lw_reproduce") / "data" / "instructions.jsonl"))
+def selected_stages(config: ReproduceConfig, start: str | None = None, stop: str | None = None) -> list[str]:
+    """The stages this configuration runs, from ``start`` to ``stop`` inclusive.
+
+    >>> selected_stages(ReproduceConfig(), "train", "bench_sft")
+    ['train', 'bench_sft']
+    """
+    for name in (start, stop):
+        if name is not None and name not in STAGES:
+            raise PipelineError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    enabled = [
+        s
+        for s in STAGES
+        if not (s in ("train", "bench_sft") and not config.train.enabled)
+        and not (s in ("dpo", "bench_dpo") and not (config.dpo.enabled and config.train.enabled))
+    ]
+    first = STAGES.index(start) if start else 0
+    last = STAGES.index(stop) if stop else len(STAGES) - 1
+    return [s for s in enabled if first <= STAGES.index(s) <= last]
 
 
-def reproduce(config: ReproduceConfig, runs: Path = Path("runs"), *, fresh: bool = False, say: Say = print) -> RunDir:
-    """Run (or resume) every stage; returns the run folder."""
+def reproduce(
+    config: ReproduceConfig,
+    runs: Path = Path("runs"),
+    *,
+    fresh: bool = False,
+    start: str | None = None,
+    stop: str | None = None,
+    say: Say = print,
+) -> RunDir:
+    """Run (or resume) the selected stages; returns the run folder."""
+    stages = selected_stages(config, start, stop)
     run = RunDir.open(runs, config, fresh=fresh)
-    say(f"run folder: {run.root}")
+    say(f"run folder: {run.root} (profile {config.profile}: {config.purpose})")
     started = time.perf_counter()
-    with Server(config.model, config.backend, log_path=run.stage("logs") / "server-base.log") as base:
-        say(f"serving {base.model_name} at {base.base_url} ({base.backend.name})")
-        _stage(run, "agentwrite", say, lambda: asyncio.run(_agentwrite(run, base.client, say)))
-        _stage(run, "data", say, lambda: _data(run))
-        _stage(run, "bench_base", say, lambda: asyncio.run(_bench(run, "bench_base", base.client, base.client, say)))
-        _stage(run, "train", say, lambda: _train(run, base.model.hf_folder(), say))
-        trained = run.summary("train").get("model")
-        if trained:
-            with Server(trained, "transformers", name="lw-sft", log_path=run.stage("logs") / "server-sft.log") as sft:
-                say(f"serving the trained model at {sft.base_url}")
-
-                def bench_trained() -> dict[str, Any]:  # judged by the base model, like the base run
-                    return asyncio.run(_bench(run, "bench_trained", sft.client, base.client, say))
-
-                _stage(run, "bench_trained", say, bench_trained)
-    _stage(run, "compare", say, lambda: _compare(run))
+    with Endpoints(run.stage("logs")) as endpoints:
+        pipeline = _Pipeline(run, endpoints, say)
+        for name in stages:
+            _stage(run, name, say, getattr(pipeline, name))
     run.write_manifest(elapsed_s=round(time.perf_counter() - started, 1))
-    say((run.root / "compare" / "comparison.md").read_text())
+    if "report" in stages:
+        say((run.root / "report" / "comparison.md").read_text(encoding="utf-8"))
     return run
 
 
 def _stage(run: RunDir, name: str, say: Say, body: Callable[[], dict[str, Any]]) -> None:
     if run.is_done(name):
-        say(f"[{name}] done already, skipped")
+        say(f"{name}: done already, skipped")
         return
-    say(f"[{name}] running")
+    say(f"{name}: running")
     started = time.perf_counter()
     summary = body()
     summary["elapsed_s"] = round(time.perf_counter() - started, 1)
     run.mark_done(name, summary)
-    say(f"[{name}] {json.dumps(summary, ensure_ascii=False, default=str)}")
+    say(f"{name}: {json.dumps(summary, ensure_ascii=False, default=str)}")
 
 
-async def _agentwrite(run: RunDir, client: ChatClient, say: Say) -> dict[str, Any]:
-    config = run.config
-    source = config.instructions or demo_instructions()
-    instructions = list(read_jsonl(source, Instruction))[: config.n_instructions]
-    if not instructions:
-        raise PipelineError(f"{source}: no instructions")
-    agent = AgentWrite(client, max_section_words=config.max_section_words)
-    out = run.stage("agentwrite") / "documents.jsonl"
-    stats = await run_batch(agent, instructions, out, concurrency=config.write_concurrency)
-    say(f"[agentwrite] {stats.summary()}")
+class _Pipeline:
+    def __init__(self, run: RunDir, endpoints: Endpoints, say: Say) -> None:
+        self.run, self.endpoints, self.say = run, endpoints, say
+        self.config = run.config
+
+    # -- 1. instructions ----------------------------------------------------------------------
+    def instructions(self) -> dict[str, Any]:
+        section = self.config.instructions
+        folder = self.run.stage("instructions")
+        long = load_instructions(self.config)
+        if not long:
+            raise PipelineError(f"{section.file or 'the generator'}: no instructions")
+        missing = [i.id for i in long if not i.length]
+        if missing:
+            raise PipelineError(f"{section.file}: instructions without a required length: {', '.join(missing[:5])}")
+        general = _generated(section.general, seed=section.seed, kind="general") if section.general else []
+        write_jsonl(folder / "instructions.jsonl", long)
+        write_jsonl(folder / "general.jsonl", general)
+        lengths = sorted(i.length or 0 for i in long)
+        return {"long": len(long), "general": len(general), "min_length": lengths[0], "max_length": lengths[-1]}
+
+    # -- 2. agentwrite ------------------------------------------------------------------------
+    def agentwrite(self) -> dict[str, Any]:
+        return asyncio.run(self._agentwrite())
+
+    async def _agentwrite(self) -> dict[str, Any]:
+        section = self.config.agentwrite
+        folder = self.run.stage("agentwrite")
+        instructions = list(read_jsonl(self.run.root / "instructions" / "instructions.jsonl", Instruction))
+        client = self.endpoints.client(self.config.teacher, sampling=section.sampling)
+        agent = AgentWrite.preset(section.preset, client, **section.options)
+        direct = [i for i in instructions if (i.length or 0) <= section.direct_max_words]
+        planned = [i for i in instructions if i not in direct]
+        summary: dict[str, Any] = {}
+        with _Progress(self.say, "agentwrite", len(instructions)) as progress:
+            stats = await run_batch(
+                agent, planned, folder / "documents.jsonl", concurrency=self.config.teacher.concurrency,
+                progress=lambda s: progress.update(s.done + s.truncated + s.failed + s.skipped),
+            )  # fmt: skip
+            summary["planned"] = _batch_summary(stats)
+            if direct:
+                plans = {i.id: _direct_plan(i) for i in direct}
+                direct_stats = await run_batch(
+                    agent, direct, folder / "direct.jsonl", mode="write", plans=plans,
+                    concurrency=self.config.teacher.concurrency,
+                    progress=lambda s: progress.update(len(planned) + s.done + s.truncated + s.failed + s.skipped),
+                )  # fmt: skip
+                summary["direct"] = _batch_summary(direct_stats)
+        general = list(read_jsonl(self.run.root / "instructions" / "general.jsonl", Instruction))
+        if general:
+            summary["general"] = await self._general_answers(client, general, folder / "general.jsonl")
+        await client.aclose()
+        return summary
+
+    async def _general_answers(self, client: ChatClient, general: list[Instruction], out: Path) -> dict[str, Any]:
+        """Direct answers of the teacher to short general instructions, appended as SFT records (resumable)."""
+        done = {r.id for r in read_jsonl(out, SFTRecord)} if out.exists() else set()
+        todo = [i for i in general if i.id not in done]
+        section = self.config.agentwrite
+        temperature = AgentWrite.preset(section.preset, client, **section.options).temperature
+        stopped = 0
+        with JsonlWriter(out) as writer, _Progress(self.say, "general answers", len(todo)) as progress:
+
+            async def answer(instruction: Instruction) -> None:
+                nonlocal stopped
+                reply = await client.complete(
+                    [{"role": "user", "content": instruction.prompt}],
+                    max_tokens=section.general_max_tokens,
+                    temperature=temperature,
+                )
+                stopped += reply.finish_reason == "stop"
+                messages = [
+                    {"role": "user", "content": instruction.prompt},
+                    {"role": "assistant", "content": reply.text},
+                ]
+                meta = {"finish_reason": reply.finish_reason, "source": "general"}
+                writer.write(SFTRecord.model_validate({"id": instruction.id, "messages": messages, "meta": meta}))
+                progress.advance()
+
+            await asyncio.gather(*(answer(i) for i in todo))
+        return {"answered": len(todo), "reused": len(done), "stopped": stopped}
+
+    # -- 3. data ------------------------------------------------------------------------------
+    def data(self) -> dict[str, Any]:
+        from lw_data import SFTFilters, build_sft_file, mix, plot, read_table, write_table
+
+        section = self.config.data
+        folder = self.run.stage("data")
+        filters = SFTFilters(
+            min_words=section.min_words, max_repetition=section.max_repetition, keep_truncated=section.keep_truncated
+        )
+        summary: dict[str, Any] = {}
+        long_files = []
+        for source in ("documents", "direct"):
+            documents = self.run.root / "agentwrite" / f"{source}.jsonl"
+            if not documents.exists():
+                continue
+            kept = folder / f"{source}.sft.jsonl"
+            result = build_sft_file(documents, kept, folder / f"{source}.rejects.jsonl", filters)
+            summary[source] = {"read": result.read, "kept": result.kept, "rejected": result.rejected}
+            if result.kept:
+                long_files.append(kept)
+                plot(result.measures, folder / f"{source}.stats.png", title=f"{self.config.name}: {source}")
+        if not long_files:
+            raise PipelineError(
+                f"no AgentWrite document passed lw-data's filters (see {folder}/*.rejects.jsonl); loosen data.* "
+                "or change the teacher's settings"
+            )
+        long = _concat([read_table(path) for path in long_files])
+        general = self._general_records()
+        mixed = long
+        if general:
+            mixed = mix(long, _frame(general), long_fraction=section.long_fraction, seed=section.seed)
+        write_table(mixed, folder / "train.jsonl")
+        summary.update(long=long.height, general=len(general), train=mixed.height)
+        return summary
+
+    def _general_records(self) -> list[SFTRecord]:
+        """General answers that stopped by themselves and do not loop: the rest would teach not stopping."""
+        path = self.run.root / "agentwrite" / "general.jsonl"
+        if not path.exists():
+            return []
+        limit = self.config.data.max_repetition
+        return [
+            r
+            for r in read_jsonl(path, SFTRecord)
+            if r.meta.get("finish_reason") == "stop" and repeated_ngram_ratio(r.messages[-1].content) <= limit
+        ]
+
+    # -- 4./6. benchmarks ---------------------------------------------------------------------
+    def bench_base(self) -> dict[str, Any]:
+        return self._bench("bench_base", "base", self._base_folder())
+
+    def bench_sft(self) -> dict[str, Any]:
+        return self._bench("bench_sft", "sft", str(self.run.root / "train" / "model"))
+
+    def bench_dpo(self) -> dict[str, Any]:
+        return self._bench("bench_dpo", "dpo", str(self.run.root / "dpo" / "model"))
+
+    def _base_folder(self) -> str:
+        from lw_serve import resolve_model
+
+        return resolve_model(self.config.student.model).hf_folder()
+
+    def _student_model(self, folder: str, label: str) -> tuple[str, str | None]:
+        """What the student server loads: on llama.cpp, the GGUF export (same outtype for every model compared)."""
+        backend = self.config.student.backend
+        if backend != "llamacpp":
+            return folder, backend
+        from lw_serve import resolve_model
+
+        return str(resolve_model(folder, name=label).gguf_file(self.config.train.export_outtype)), backend
+
+    def _bench(self, stage: str, label: str, folder: str) -> dict[str, Any]:
+        return asyncio.run(self._bench_async(stage, label, folder))
+
+    async def _bench_async(self, stage: str, label: str, folder: str) -> dict[str, Any]:
+        bench = self.config.bench
+        out = self.run.stage(stage)
+        student = self.config.student
+        model, backend = self._student_model(folder, label)
+        client = self.endpoints.client(student, model=model, name=f"lw-{label}", sampling=bench.sampling)
+        judge_client = self.endpoints.client(self.config.judge)
+        summary: dict[str, Any] = {"model": label}
+        sets = [("longbench", bench.dataset, self._items(bench))]
+        if bench.ruler:
+            sets.append(("ruler", "longwrite_ruler", self._ruler_items(bench)))
+        for name, dataset, items in sets:
+            folder_ = out / name
+            predictions_path, judgments_path = folder_ / "predictions.jsonl", folder_ / "judgments.jsonl"
+            with _Progress(self.say, f"{stage} {name} predictions", len(items)) as progress:
+                for cap, group in _token_caps(items, bench, student.context_length):
+                    await predict(
+                        client, group, predictions_path, max_tokens=cap, temperature=bench.temperature,
+                        top_p=bench.top_p, concurrency=student.concurrency, on_record=lambda _: progress.advance(),
+                    )  # fmt: skip
+            predictions = [p for p in read_predictions(predictions_path) if p.id in {i.id for i in items}]
+            if name == "longbench":
+                options = {} if bench.judge_max_tokens is None else {"max_tokens": bench.judge_max_tokens}
+                with _Progress(self.say, f"{stage} judgments", len(predictions)) as progress:
+                    await judge(
+                        judge_client, predictions, judgments_path, preset=bench.judge, retries=bench.judge_retries,
+                        concurrency=self.config.judge.concurrency, **options,
+                    )  # fmt: skip
+            judgments = read_judgments(judgments_path) if judgments_path.exists() else []
+            report = score_run(
+                predictions, judgments, items=items, model=label, judge=judge_client.model, dataset=dataset,
+                repetition_threshold=bench.repetition_threshold,
+            )  # fmt: skip
+            write_bench_report(report, folder_)
+            summary[name] = {
+                "items": len(items),
+                "predictions": len(predictions),
+                "S_l": report.overall.length_score,
+                "S_q": report.overall.quality_score,
+                "S": report.overall.score,
+                "degenerate": report.meta.get("degenerate"),
+                "completion_tokens": sum(p.usage.completion_tokens for p in predictions),
+            }
+        await client.aclose()
+        await judge_client.aclose()
+        self.endpoints.stop(model, backend, name=f"lw-{label}")
+        return summary
+
+    def _items(self, bench: BenchSection) -> list[BenchItem]:
+        items = load_items(bench.dataset, data_dir=bench.data_dir)
+        if bench.max_required is not None:
+            items = [i for i in items if i.length <= bench.max_required]
+        return items[: bench.items] if bench.items else items
+
+    def _ruler_items(self, bench: BenchSection) -> list[BenchItem]:
+        items = load_items("longwrite_ruler", data_dir=bench.data_dir)
+        if bench.ruler_max_required is not None:
+            items = [i for i in items if i.length <= bench.ruler_max_required]
+        if bench.ruler_items_per_length:
+            per_length: dict[int, list[BenchItem]] = defaultdict(list)
+            for item in items:
+                per_length[item.length].append(item)
+            items = [i for group in per_length.values() for i in group[: bench.ruler_items_per_length]]
+        return items
+
+    # -- 5. train -----------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        from lw_train import SFTConfig, train_sft
+
+        settings = {
+            **self.config.train.settings,
+            "model": self._base_folder(),
+            "data": str(self.run.root / "data" / "train.jsonl"),
+            "output_dir": str(self.run.stage("train") / "model"),
+            "resume": True,
+        }
+        result = train_sft(SFTConfig.validated(settings))
+        return {"model": str(result.output_dir), **result.summary}
+
+    # -- 7. dpo -------------------------------------------------------------------------------
+    def dpo(self) -> dict[str, Any]:
+        return asyncio.run(self._dpo())
+
+    async def _dpo(self) -> dict[str, Any]:
+        """The paper's DPO data: several sampled answers of the SFT model per instruction, judged and paired."""
+        from lw_data import DPORule, build_dpo, mix, read_table, write_table
+        from lw_train import DPOConfig, train_dpo
+
+        section, bench = self.config.dpo, self.config.bench
+        folder = self.run.stage("dpo")
+        instructions = list(read_jsonl(self.run.root / "instructions" / "instructions.jsonl", Instruction))
+        items = [
+            BenchItem(id=i.id, prompt=i.prompt, length=i.length or 1) for i in instructions[: section.instructions]
+        ]
+        model, backend = self._student_model(str(self.run.root / "train" / "model"), "sft")
+        client = self.endpoints.client(self.config.student, model=model, name="lw-sft", sampling=bench.sampling)
+        judge_client = self.endpoints.client(self.config.judge)
+        for cap, group in _token_caps(items, bench, self.config.student.context_length):
+            await predict(client, group, folder / "samples.jsonl", samples=section.samples, max_tokens=cap,
+                          temperature=bench.temperature, top_p=bench.top_p)  # fmt: skip
+        samples = read_predictions(folder / "samples.jsonl")
+        await judge(judge_client, samples, folder / "judgments.jsonl", preset=bench.judge)
+        pairs, rejects = build_dpo(
+            read_table(folder / "samples.jsonl"), read_table(folder / "judgments.jsonl"), DPORule(seed=section.seed)
+        )
+        if section.general_pairs is not None:
+            pairs = mix(
+                pairs, read_table(section.general_pairs), long_fraction=section.long_fraction, seed=section.seed
+            )
+        write_table(pairs, folder / "pairs.jsonl")
+        write_table(rejects, folder / "rejects.jsonl")
+        await client.aclose()
+        await judge_client.aclose()
+        self.endpoints.stop(model, backend, name="lw-sft")
+        settings = {
+            **section.settings,
+            "model": str(self.run.root / "train" / "model"),
+            "data": str(folder / "pairs.jsonl"),
+            "output_dir": str(folder / "model"),
+            "resume": True,
+        }
+        result = train_dpo(DPOConfig.validated(settings))
+        return {"pairs": pairs.height, "unpaired": rejects.height, "model": str(result.output_dir), **result.summary}
+
+    # -- 8. report ----------------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        folder = self.run.stage("report")
+        runs = {label: self._report(stage, "longbench") for label, stage in _LABELS}
+        ruler = {label: self._report(stage, "ruler") for label, stage in _LABELS} if self.config.bench.ruler else None
+        small_judge = not self.config.judge.base_url
+        paths = compare_runs(
+            {k: v for k, v in runs.items() if v is not None or k == "base"}, folder,
+            ruler=ruler, small_judge=small_judge, threshold=self.config.bench.repetition_threshold,
+        )  # fmt: skip
+        stages = _stage_table(self.run)
+        heading = f"# {self.config.name}: {self.config.purpose} (profile {self.config.profile})\n\n"
+        body = paths["md"].read_text(encoding="utf-8")
+        atomic_write(paths["md"], heading + body + "\n## Stages\n\n" + stages + "\n")
+        return {label: r.overall.length_score if r else None for label, r in runs.items()}
+
+    def _report(self, stage: str, name: str) -> BenchReport | None:
+        path = self.run.root / stage / name / "report.json"
+        return BenchReport.model_validate_json(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+_LABELS = (("base", "bench_base"), ("sft", "bench_sft"), ("dpo", "bench_dpo"))
+
+
+def load_instructions(config: ReproduceConfig) -> list[Instruction]:
+    """The run's long-writing instructions: the configured file, else lw-data's seeded generator."""
+    section = config.instructions
+    if section.file is not None:
+        return list(read_jsonl(section.file, Instruction))
+    return _generated(
+        section.n, seed=section.seed, min_words=section.min_words, max_words=section.max_words,
+        languages=tuple(section.languages),
+    )  # fmt: skip
+
+
+def _generated(n: int, **options: Any) -> list[Instruction]:
+    from lw_data import generate_instructions
+
+    return [Instruction.model_validate(row) for row in generate_instructions(n, **options).to_dicts()]
+
+
+def _batch_summary(stats: Any) -> dict[str, Any]:
     return {
         "instructions": stats.total,
         "done": stats.done,
         "truncated": stats.truncated,
         "failed": stats.failed,
+        "skipped": stats.skipped,
         "words": stats.words,
         "completion_tokens": stats.usage.completion_tokens,
         "errors": stats.errors,
-        "documents": str(out),
     }
 
 
-def _data(run: RunDir) -> dict[str, Any]:
-    config = run.config
-    folder = run.stage("data")
-    filters = SFTFilters(min_words=config.min_words, max_repetition=config.max_repetition)
-    result = build_sft_file(
-        run.root / "agentwrite" / "documents.jsonl", folder / "sft.jsonl", folder / "rejects.jsonl", filters
-    )
-    if result.kept:
-        plot(result.measures, folder / "stats.png", title=f"{config.name}: SFT data")
-    return {"read": result.read, "kept": result.kept, "rejected": result.rejected, "sft": str(folder / "sft.jsonl")}
+def _direct_plan(instruction: Instruction) -> Plan:
+    """One section that is the whole answer: how a short request is answered directly through AgentWrite."""
+    step = PlanStep(index=1, main_point=instruction.prompt, word_count=instruction.length)
+    return Plan(instruction_id=instruction.id, steps=[step])
 
 
-async def _bench(run: RunDir, stage: str, model: ChatClient, judge_client: ChatClient, say: Say) -> dict[str, Any]:
-    config = run.config
-    folder = run.stage(stage)
-    items = load_items(config.bench_dataset, data_dir=config.bench_data_dir, limit=config.bench_items)
-    predictions_path, judgments_path = folder / "predictions.jsonl", folder / "judgments.jsonl"
-    predicted = await predict(model, items, predictions_path, max_tokens=config.bench_max_tokens)
-    predictions = read_predictions(predictions_path)
-    judged = await judge(judge_client, predictions, judgments_path, max_tokens=config.judge_max_tokens)
-    report = score_run(
-        predictions,
-        read_judgments(judgments_path),
-        model=model.model,
-        judge=judge_client.model,
-        dataset=config.bench_dataset,
-    )
-    paths = write_bench_report(report, folder)
-    return {
-        "predictions": predicted.done + predicted.skipped,
-        "prediction_failures": predicted.failed,
-        "judge_failures": judged.failed,
-        "S_l": report.overall.length_score,
-        "S_q": report.overall.quality_score,
-        "S": report.overall.score,
-        "report": str(paths["md"]),
-    }
+def _token_caps(
+    items: list[BenchItem], bench: BenchSection, context_length: int | None
+) -> Iterable[tuple[int, list[BenchItem]]]:
+    """Items grouped by their new-token cap: ``max_tokens``, tightened per item by ``tokens_per_required_word``
+    (an answer over 4x the required length scores S_l 0 whatever its length) and by the model's context."""
+    groups: dict[int, list[BenchItem]] = defaultdict(list)
+    for item in items:
+        cap = bench.max_tokens
+        if bench.tokens_per_required_word:
+            cap = min(cap, math.ceil(item.length * bench.tokens_per_required_word))
+        if context_length:
+            cap = min(cap, context_length - 2 * count_words(item.prompt) - 64)
+        groups[max(cap, 16)].append(item)
+    return sorted(groups.items())
 
 
-def _train(run: RunDir, base_folder: str, say: Say) -> dict[str, Any]:
-    """A short packed SFT run with lw-train's tokenizer, packer, collator and per-sequence loss."""
-    config = run.config
-    records = list(read_jsonl(run.root / "data" / "sft.jsonl", SFTRecord))
-    if config.train_steps == 0 or not records:
-        reason = "train_steps is 0" if config.train_steps == 0 else "no SFT records passed the filters"
-        say(f"[train] skipped: {reason}")
-        return {"skipped": reason, "model": None}
+def _concat(frames: list[Any]) -> Any:
+    import polars as pl
 
-    import torch
-    from lw_train import PackedCollator, count_targets, model_loss, pack, tokenize_chats
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(base_folder)
-    model = AutoModelForCausalLM.from_pretrained(base_folder, dtype=torch.float32)
-    model.train()
-    chats = tokenize_chats(records, tokenizer, max_tokens=config.train_max_tokens, overlong="truncate")
-    bins = pack(chats.lengths, config.train_max_tokens, strategy="bfd")
-    collate = PackedCollator(pad_token_id=tokenizer.pad_token_id or 0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    losses: list[float] = []
-    log_path = run.stage("train") / "log.jsonl"
-    for step in range(config.train_steps):
-        members = [chats[i] for i in bins[step % len(bins)]]
-        batch = collate(members)
-        loss = model_loss(model, batch, reduction=config.loss_reduction, global_counts=count_targets(batch))  # type: ignore[arg-type]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
-        with JsonlWriter(log_path) as writer:
-            writer.write({"step": step + 1, "loss": losses[-1], "tokens": int(batch["input_ids"].numel())})
-        say(f"[train] step {step + 1}/{config.train_steps} loss {losses[-1]:.4f}")
-    target = run.stage("train") / "model"
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".model-"))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return {
-        "model": str(target),
-        "steps": config.train_steps,
-        "bins": len(bins),
-        "samples": len(chats),
-        "losses": losses,
-    }
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
-def _compare(run: RunDir) -> dict[str, Any]:
-    reports = [
-        BenchReport.model_validate_json((run.root / stage / "report.json").read_text())
-        for stage in ("bench_base", "bench_trained")
-        if (run.root / stage / "report.json").exists()
-    ]
-    labelled = [
-        r.model_copy(update={"model": f"{stage}: {r.model}"})
-        for r, stage in zip(reports, ("base", "trained"), strict=False)
-    ]
-    table = comparison_table(labelled)
-    atomic_write(run.root / "compare" / "comparison.md", f"# {run.config.name}: LongBench-Write\n\n{table}\n")
-    return {"models": [r.model for r in labelled]}
+def _frame(records: list[SFTRecord]) -> Any:
+    import polars as pl
+
+    return pl.DataFrame([r.model_dump(mode="json") for r in records])
+
+
+def _stage_table(run: RunDir) -> str:
+    lines = ["| stage | elapsed (s) | summary |", "| --- | ---: | --- |"]
+    for name in STAGES:
+        if run.is_done(name):
+            summary = run.summary(name)
+            elapsed = summary.pop("elapsed_s", "")
+            lines.append(f"| {name} | {elapsed} | {json.dumps(summary, ensure_ascii=False, default=str)[:300]} |")
+    return "\n".join(lines)
+
+
+class _Progress:
+    """A rich progress bar on a terminal; a line per 10 % elsewhere (logs, CI)."""
+
+    def __init__(self, say: Say, label: str, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.say, self.label, self.total, self.done, self._shown = say, label, total, 0, 0
+        self._bar = Progress(console=Console(stderr=True)) if Console(stderr=True).is_terminal else None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def advance(self) -> None:
+        self.update(self.done + 1)
+
+    def update(self, done: int) -> None:
+        self.done = done
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done)
+        elif self.total and done * 10 // self.total > self._shown:
+            self._shown = done * 10 // self.total
+            self.say(f"{self.label}: {done}/{self.total}")
+
+
+def stage_records(run: RunDir) -> dict[str, dict[str, int]]:
+    """Record counts of each stage's JSONL files (for `lw reproduce status`)."""
+    counts: dict[str, dict[str, int]] = {}
+    for name in STAGES:
+        folder = run.root / name
+        if folder.is_dir():
+            counts[name] = {
+                str(p.relative_to(folder)): sum(1 for line in p.open("rb") if line.strip())
+                for p in sorted(folder.rglob("*.jsonl"))
+            }
+    return counts
+
+
+__all__ = ["STAGES", "PipelineError", "load_instructions", "reproduce", "selected_stages", "stage_records"]

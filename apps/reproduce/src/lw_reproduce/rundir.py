@@ -2,12 +2,13 @@
 
 A killed run is resumed by running the same command again: finished stages are skipped, the stage that was
 interrupted resumes from its append-only records. A run folder made with another configuration is refused
-rather than silently mixed.
+rather than silently mixed; ``fresh`` starts from nothing, moving the old folder aside (never deleting results).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from lw_core import LWError, atomic_write
 
 from lw_reproduce.config import ReproduceConfig
 
+log = logging.getLogger(__name__)
 PACKAGES = ("lw-core", "lw-agentwrite", "lw-data", "lw-train", "lw-bench", "lw-serve", "lw-reproduce")
 
 
@@ -45,19 +47,29 @@ class RunDir:
     def open(cls, runs: Path, config: ReproduceConfig, *, fresh: bool = False) -> RunDir:
         root = runs / config.name
         manifest = root / "manifest.json"
-        if manifest.exists() and not fresh:
+        if fresh and root.exists():
+            aside = root.with_name(f"{root.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            root.rename(aside)
+            log.warning("--fresh: moved the old run folder %s to %s", root, aside)
+        elif manifest.exists():
             old = json.loads(manifest.read_text())
             if old.get("config_hash") != config.digest():
                 raise RunDirError(
                     f"{root} was made with another configuration (hash {old.get('config_hash')} != "
-                    f"{config.digest()}): pick a new --name, or pass --fresh to start it over"
+                    f"{config.digest()}): pick a new --name, or pass --fresh to start over (the old folder is "
+                    "moved aside, not deleted)"
                 )
-        elif fresh and root.exists():
-            for marker in root.glob("*/done"):
-                marker.unlink()
         run = cls(root, config)
         run.write_manifest()
         return run
+
+    @classmethod
+    def existing(cls, runs: Path, name: str) -> RunDir:
+        """An existing run folder, with the configuration it was made with (for `lw reproduce status`)."""
+        manifest = runs / name / "manifest.json"
+        if not manifest.exists():
+            raise RunDirError(f"{runs / name} is not a run folder (no manifest.json)")
+        return cls(runs / name, ReproduceConfig.model_validate(json.loads(manifest.read_text())["config"]))
 
     def write_manifest(self, **extra: Any) -> None:
         path = self.root / "manifest.json"

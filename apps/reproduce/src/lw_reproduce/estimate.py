@@ -1,0 +1,252 @@
+"""`lw reproduce --dry-run`: what a configuration will do and cost, checked without a GPU or a network.
+
+Teacher and judge tokens are counted on the real prompts (the instructions the run would write, the prompt templates
+of its AgentWrite preset and judge), with tiktoken's encoding for OpenAI models when it is available (it downloads
+its vocabulary once; offline, counts fall back to a stated tokens-per-word rate). Outputs are estimated from the
+required lengths. Cost uses list prices per million tokens (:data:`PRICES`, dated); GPU hours use a stated training
+and generation throughput per GPU, which you should replace with your own measurement.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lw_core import DataFileError, count_words, data_file
+
+from lw_reproduce.config import Endpoint, ReproduceConfig
+from lw_reproduce.pipeline import load_instructions
+
+#: USD per million (input, output) tokens, OpenAI list prices as published in 2024–2025.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-2024-05-13": (5.00, 15.00),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-2024-08-06": (2.50, 10.00),
+    "gpt-4o-2024-11-20": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+}
+#: Tokens per English word (per Chinese character) when no tokenizer is at hand: o200k_base on English prose.
+TOKENS_PER_WORD = 1.33
+#: Average section of an AgentWrite plan in words (the paper's plans ask for 200–1000 per paragraph).
+SECTION_WORDS = 450
+#: Planning a section costs about this many output tokens (one plan line).
+PLAN_LINE_TOKENS = 45
+#: A judge's reply: a short analysis and six scores.
+JUDGE_REPLY_TOKENS = 350
+
+
+@dataclass
+class Line:
+    """One row of the plan: a stage's calls, tokens, cost and GPU time."""
+
+    stage: str
+    who: str
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    gpu_hours: float | None = None
+    note: str = ""
+
+
+@dataclass
+class DryRun:
+    """The estimate and the checks of a dry run."""
+
+    lines: list[Line] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    counter: str = ""
+
+    def table(self) -> str:
+        rows = [
+            "| stage | model | calls | input tokens | output tokens | cost (USD) | GPU hours | note |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for line in self.lines:
+            cost = "" if line.cost_usd is None else f"{line.cost_usd:,.2f}"
+            hours = "" if line.gpu_hours is None else f"{line.gpu_hours:,.1f}"
+            rows.append(
+                f"| {line.stage} | {line.who} | {line.calls:,} | {line.input_tokens:,} | {line.output_tokens:,} | "
+                f"{cost} | {hours} | {line.note} |"
+            )
+        total_cost = sum(line.cost_usd or 0.0 for line in self.lines)
+        total_hours = sum(line.gpu_hours or 0.0 for line in self.lines)
+        rows.append(f"| **total** | | | | | {total_cost:,.2f} | {total_hours:,.1f} | |")
+        return "\n".join(rows)
+
+
+def dry_run(
+    config: ReproduceConfig,
+    *,
+    train_tokens_per_gpu_s: float = 3000.0,
+    generate_tokens_per_gpu_s: float = 1500.0,
+    gpus: int = 8,
+) -> DryRun:
+    """Estimate every enabled stage of ``config`` and check what can be checked offline.
+
+    ``train_tokens_per_gpu_s`` and ``generate_tokens_per_gpu_s`` are assumptions (an 8–9B model, bf16,
+    FlashAttention, H100-class GPU; SGLang batch decoding): they turn tokens into GPU hours.
+    """
+    result = DryRun()
+    counter, result.counter = _counter(config.teacher)
+    instructions = load_instructions(config)
+    lengths = [i.length or 0 for i in instructions]
+    result.checks += _checks(config)
+
+    teacher_in = teacher_out = calls = 0
+    plan_template, write_template = _agentwrite_templates(config)
+    for instruction in instructions:
+        length = instruction.length or 0
+        if length <= config.agentwrite.direct_max_words:
+            sections = 1
+        else:
+            sections = max(1, min(50, math.ceil(length / SECTION_WORDS)))
+            teacher_in += counter(plan_template) + counter(instruction.prompt)
+            teacher_out += sections * PLAN_LINE_TOKENS
+            calls += 1
+        section_tokens = math.ceil(length / sections * TOKENS_PER_WORD)
+        fixed = counter(write_template) + 2 * counter(instruction.prompt) + sections * PLAN_LINE_TOKENS
+        teacher_in += sections * fixed + section_tokens * sections * (sections - 1) // 2
+        teacher_out += sections * section_tokens
+        calls += sections
+    general = config.instructions.general
+    teacher_in += general * 40
+    teacher_out += general * config.agentwrite.general_max_tokens // 2
+    calls += general
+    result.lines.append(
+        _priced("agentwrite", config.teacher, calls, teacher_in, teacher_out, generate_tokens_per_gpu_s)
+    )
+
+    items, ruler = _bench_lengths(config)
+    models = 1 + config.train.enabled + (config.dpo.enabled and config.train.enabled)
+    bench_out = sum(min(config.bench.max_tokens, math.ceil(x * TOKENS_PER_WORD)) for x in items + ruler)
+    student = Line(
+        "benchmarks", _who(config.student), calls=models * len(items + ruler), output_tokens=models * bench_out
+    )
+    student.gpu_hours = student.output_tokens / generate_tokens_per_gpu_s / 3600
+    student.note = f"{models} model(s) x {len(items)} LongBench-Write + {len(ruler)} Ruler items"
+    result.lines.append(student)
+    judge_template = _judge_template_tokens(counter)
+    judged = [x for x in items for _ in range(models)]
+    judge_in = sum(judge_template + math.ceil(x * TOKENS_PER_WORD) for x in judged)
+    result.lines.append(
+        _priced(
+            "judge", config.judge, len(judged), judge_in, len(judged) * JUDGE_REPLY_TOKENS, generate_tokens_per_gpu_s
+        )
+    )
+
+    if config.train.enabled:
+        settings = config.train.settings
+        epochs = float(settings.get("epochs", 4.0))
+        kept = sum(lengths) * TOKENS_PER_WORD + general * config.agentwrite.general_max_tokens // 2
+        tokens = int(kept * epochs)
+        line = Line("train", _who(config.student), output_tokens=0, input_tokens=tokens)
+        line.gpu_hours = tokens / train_tokens_per_gpu_s / 3600
+        line.note = f"{epochs:g} epochs over ~{int(kept):,} tokens on {gpus} GPUs: {line.gpu_hours / gpus:,.1f} h"
+        result.lines.append(line)
+    if config.dpo.enabled and config.train.enabled:
+        n = min(config.dpo.instructions, len(instructions)) * config.dpo.samples
+        out = sum(math.ceil(x * TOKENS_PER_WORD) for x in lengths[: config.dpo.instructions]) * config.dpo.samples
+        sampled = Line("dpo samples", _who(config.student), calls=n, output_tokens=out)
+        sampled.gpu_hours = out / generate_tokens_per_gpu_s / 3600
+        result.lines.append(sampled)
+        judge_dpo = sum(judge_template + math.ceil(x * TOKENS_PER_WORD) for x in lengths[: config.dpo.instructions])
+        result.lines.append(
+            _priced("dpo judge", config.judge, n, judge_dpo * config.dpo.samples, n * JUDGE_REPLY_TOKENS,
+                    generate_tokens_per_gpu_s)
+        )  # fmt: skip
+    return result
+
+
+def _priced(stage: str, endpoint: Endpoint, calls: int, tokens_in: int, tokens_out: int, rate: float) -> Line:
+    line = Line(stage, _who(endpoint), calls, tokens_in, tokens_out)
+    if endpoint.base_url:
+        price = PRICES.get(endpoint.model)
+        if price is not None:
+            line.cost_usd = tokens_in / 1e6 * price[0] + tokens_out / 1e6 * price[1]
+        else:
+            line.note = f"no list price for {endpoint.model!r}"
+    else:
+        line.gpu_hours = tokens_out / rate / 3600
+        line.note = "served here"
+    return line
+
+
+def _who(endpoint: Endpoint) -> str:
+    return f"{endpoint.model} ({endpoint.base_url or endpoint.backend})"
+
+
+def _counter(endpoint: Endpoint) -> tuple[Callable[[str], int], str]:
+    """Token counting with tiktoken's encoding for ``endpoint.model`` if it loads, else by words."""
+    if importlib.util.find_spec("tiktoken") is not None:
+        import tiktoken
+
+        try:
+            try:
+                encoding = tiktoken.encoding_for_model(endpoint.model)
+            except KeyError:
+                encoding = tiktoken.get_encoding("o200k_base")
+            return (lambda text: len(encoding.encode(text, disallowed_special=()))), f"tiktoken {encoding.name}"
+        except Exception as exc:  # tiktoken fetches its vocabulary on first use: offline that fails
+            reason = f"tiktoken's vocabulary is not available offline ({type(exc).__name__})"
+    else:
+        reason = "tiktoken is not installed"
+    return (lambda text: math.ceil(count_words(text) * TOKENS_PER_WORD)), f"{TOKENS_PER_WORD} tokens/word ({reason})"
+
+
+def _judge_template_tokens(counter: Callable[[str], int]) -> int:
+    try:
+        return counter(data_file("longwriter_prompts/judge.txt", download=False).read_text(encoding="utf-8"))
+    except DataFileError:
+        return 450  # the paper's judge.txt in o200k_base tokens
+
+
+def _agentwrite_templates(config: ReproduceConfig) -> tuple[str, str]:
+    from lw_agentwrite import Prompts
+
+    prompts = Prompts.paper() if config.agentwrite.preset == "paper" else Prompts.default("en")
+    return prompts.plan, prompts.write
+
+
+def _bench_lengths(config: ReproduceConfig) -> tuple[list[int], list[int]]:
+    from lw_bench import load_items
+
+    bench = config.bench
+    items = [i.length for i in load_items(bench.dataset, data_dir=bench.data_dir, download=False)]
+    if bench.max_required:
+        items = [x for x in items if x <= bench.max_required]
+    items = items[: bench.items] if bench.items else items
+    ruler: list[int] = []
+    if bench.ruler:
+        ruler = [i.length for i in load_items("longwrite_ruler", data_dir=bench.data_dir, download=False)]
+        if bench.ruler_max_required:
+            ruler = [x for x in ruler if x <= bench.ruler_max_required]
+    return items, ruler
+
+
+def _checks(config: ReproduceConfig) -> list[str]:
+    """What would stop the run, found now: missing keys, data files, backends."""
+    found: list[str] = []
+    for role in ("teacher", "judge"):
+        endpoint: Endpoint = getattr(config, role)
+        if endpoint.base_url and endpoint.api_key_env and not os.environ.get(endpoint.api_key_env):
+            found.append(f"{role}: the API key variable {endpoint.api_key_env} is not set (needed when the run starts)")
+    for name in ("longwriter_prompts/judge.txt", "longwriter_prompts/plan.txt", "longwriter_prompts/write.txt"):
+        try:
+            data_file(name, download=False)
+        except DataFileError:
+            found.append(f"{name}: not in LW_DATA_DIR or the cache yet (downloaded, pinned, at the first run)")
+    backends = {config.student.backend, *(e.backend for e in (config.teacher, config.judge) if not e.base_url)}
+    if "sglang" in backends and importlib.util.find_spec("sglang") is None:
+        found.append("sglang is not installed here: install lw-serve[sglang] on the GPU machine")
+    if config.student.backend == "sglang":
+        import shutil
+
+        if shutil.which("nvidia-smi") is None:
+            found.append("no NVIDIA GPU visible here: the student stages need the GPU machine")
+    return found
