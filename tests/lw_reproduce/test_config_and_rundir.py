@@ -55,7 +55,8 @@ def test_assignments_are_typed_like_toml() -> None:
 
 def test_stage_selection_follows_the_enabled_sections() -> None:
     smoke = ReproduceConfig.load("smoke")
-    assert selected_stages(smoke) == ["instructions", "agentwrite", "data", "bench_base", "train", "bench_sft", "report"]
+    everything = ["instructions", "agentwrite", "data", "bench_base", "train", "bench_sft", "report"]
+    assert selected_stages(smoke) == everything
     paper = ReproduceConfig.load("paper")
     assert "dpo" in selected_stages(paper) and "bench_dpo" in selected_stages(paper)
     no_train = ReproduceConfig.load("smoke", None, {"train.enabled": False})
