@@ -68,6 +68,7 @@ class Result:
     name: str
     stats: BatchStats
     documents: list[Document]
+    n: int
     kept: int = 0
     rejects: Counter[str] = field(default_factory=Counter)
 
@@ -75,7 +76,7 @@ class Result:
         return [d.word_count / d.instruction.length for d in self.documents if d.instruction.length]
 
     def row(self) -> dict[str, str]:
-        n = len(INSTRUCTIONS)
+        n = self.n
         ratios = self.ratios()
         within = sum(0.8 <= r <= 1.2 for r in ratios)
         status = Counter(d.status for d in self.documents)
@@ -106,18 +107,19 @@ def lw_data_yield(path: Path) -> tuple[int, Counter[str]]:
     return kept.height, Counter(rejects["reason"].to_list())
 
 
-async def run_setting(server: Server, name: str, out: Path, concurrency: int) -> Result:
+async def run_setting(
+    server: Server, name: str, instructions: list[Instruction], out: Path, concurrency: int
+) -> Result:
     preset, overrides, extra_body = SETTINGS[name]
     client = server.new_client(concurrency=concurrency, extra_body=extra_body)
     agent = AgentWrite.preset(preset, client, **overrides)
-    instructions = [Instruction(prompt=p, length=n) for p, n in INSTRUCTIONS]
     started = time.perf_counter()
     stats = await run_batch(agent, instructions, out, concurrency=concurrency)
     stats.elapsed_s = time.perf_counter() - started
     await client.aclose()
     documents = list(read_jsonl(out, Document))
     kept, rejects = lw_data_yield(out)
-    return Result(name, stats, documents, kept, rejects)
+    return Result(name, stats, documents, len(instructions), kept, rejects)
 
 
 def main() -> None:
@@ -126,27 +128,32 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4, help="llama.cpp slots (and instructions in flight)")
     parser.add_argument("--ctx-size", type=int, default=8192, help="context of each slot (the model's is 8192)")
     parser.add_argument("--keep", type=Path, help="keep documents here (and resume from them)")
+    parser.add_argument("--instructions", type=int, default=len(INSTRUCTIONS), help="use n, spread over the lengths")
     args = parser.parse_args()
     names = args.settings.split(",")
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
         parser.error(f"unknown settings {unknown}; known: {', '.join(SETTINGS)}")
 
+    step = len(INSTRUCTIONS) / args.instructions
+    instructions = [Instruction(prompt=p, length=n) for p, n in INSTRUCTIONS[:: max(1, round(step))]]
+    instructions = instructions[: args.instructions]
     backend = LlamaCppBackend(parallel=args.parallel, ctx_size=args.ctx_size)
     with tempfile.TemporaryDirectory() as tmp, Server(EMBEDDED_MODEL, backend, startup_timeout=300) as server:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         results = []
         for name in names:
-            result = asyncio.run(run_setting(server, name, folder / f"{name}.jsonl", args.parallel))
+            result = asyncio.run(run_setting(server, name, instructions, folder / f"{name}.jsonl", args.parallel))
             print(f"{name}: {result.stats.summary()}", flush=True)
             print(f"  lw-data rejects: {dict(result.rejects) or 'none'}", flush=True)
             results.append(result)
 
     rows = [r.row() for r in results]
     widths = {k: max(len(k), *(len(row[k]) for row in rows)) for k in rows[0]}
-    print(f"\nllama.cpp, {args.parallel} slots of {args.ctx_size} tokens; {len(INSTRUCTIONS)} instructions of "
-          f"200-1500 words ({sum(n for _, n in INSTRUCTIONS)} in all)")  # fmt: skip
+    lengths = [i.length or 0 for i in instructions]
+    print(f"\nllama.cpp, {args.parallel} slots of {args.ctx_size} tokens; {len(instructions)} instructions of "
+          f"{min(lengths)}-{max(lengths)} words ({sum(lengths)} in all)")  # fmt: skip
     print("  ".join(k.rjust(w) for k, w in widths.items()))
     for row in rows:
         print("  ".join(row[k].rjust(w) for k, w in widths.items()))

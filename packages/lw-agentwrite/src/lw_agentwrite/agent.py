@@ -316,7 +316,7 @@ class AgentWrite:
             other = self._control(again.text, again.finish_reason, raw=prompts.style == "paper")
             if _rank(other) > _rank((text, reason)):
                 text, reason = other
-        if not text.strip():
+        if text == "":  # as the original, which drops the document when a reply is empty (ours are stripped)
             raise WriteError(
                 f"model {self.client.model!r} answered step {step.index} of instruction {instruction.id} with nothing"
             )
