@@ -1,0 +1,99 @@
+"""Judge prompts and reply readers on the embedded model: how many replies give six scores, and do they anchor?
+
+Starts the embedded SmolLM2-135M on llama.cpp (``lw_serve.Server``), answers N English LongBench-Write prompts
+with the paper's sampling, then asks the same model to judge every answer with three prompts — the paper's
+``judge.txt``, our ``lw`` template, and our former template that showed an example with every score 1 — and reads
+every reply with both readers (the paper's ``eval_quality.py`` reading and our tolerant one). Prints, per prompt:
+replies that yield six scores under each reader, judgments whose six scores are all 1 (the anchor), mean S_q, and
+seconds; ratios against the paper's prompt read the paper's way, all in this process.
+
+    LW_DATA_DIR=../shared/data python benchmarks/bench_judge.py [--n 8] [--samples 1] [--judge-max-tokens 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+from lw_bench import JudgmentParseError, judge_prompt, load_items, load_template, parse_judgment
+from lw_bench.judging import _fill_once
+from lw_core import ChatClient, Judgment, quality_score
+from lw_serve import EMBEDDED_MODEL, Server
+
+ALL_ONES_EXAMPLE = (
+    '{"Analysis": "...", "Relevance": 1, "Accuracy": 1, "Coherence": 1, "Clarity": 1, "Breadth and Depth": 1, '
+    '"Reading Experience": 1}'
+)
+
+
+def former_template() -> str:
+    """Our template before this change: the same text, but its example JSON shows every score as 1."""
+    template = load_template(preset="lw")
+    start = template.rindex("```json\n") + len("```json\n")
+    end = template.index("\n```", start)
+    return template[:start] + ALL_ONES_EXAMPLE + template[end:]
+
+
+def parsed(text: str, preset: str) -> Judgment | None:
+    try:
+        return parse_judgment(text, preset=preset)  # type: ignore[arg-type]
+    except JudgmentParseError:
+        return None
+
+
+async def answers(client: ChatClient, prompts: list[str], max_tokens: int) -> list[str]:
+    completions = await asyncio.gather(
+        *(
+            client.complete([{"role": "user", "content": p}], max_tokens=max_tokens, temperature=0.5, top_p=0.8)
+            for p in prompts
+        )
+    )
+    return [c.text for c in completions]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=8, help="LongBench-Write English items (shortest first)")
+    parser.add_argument("--samples", type=int, default=1, help="judge replies per answer and prompt")
+    parser.add_argument("--answer-max-tokens", type=int, default=256)
+    parser.add_argument("--judge-max-tokens", type=int, default=300)
+    args = parser.parse_args()
+
+    items = sorted(load_items("longbench_write_en"), key=lambda i: i.length)[: args.n]
+    templates = {"paper judge.txt": load_template(preset="paper"), "lw": load_template(preset="lw")}
+    templates["former lw (all-1 example)"] = former_template()
+    with Server(EMBEDDED_MODEL, startup_timeout=300) as server:
+        client = server.client
+        started = time.perf_counter()
+        responses = await answers(client, [i.prompt for i in items], args.answer_max_tokens)
+        print(f"{len(items)} answers in {time.perf_counter() - started:.0f} s (T 0.5, top_p 0.8)")
+        rows = []
+        for name, template in templates.items():
+            fill = judge_prompt if name == "paper judge.txt" else (lambda p, r, t: _fill_once(t, p, r))
+            prompts = [fill(i.prompt, r, template) for i, r in zip(items, responses, strict=True)] * args.samples
+            started = time.perf_counter()
+            replies = await answers(client, prompts, args.judge_max_tokens)
+            seconds = time.perf_counter() - started
+            by_reader = {reader: [parsed(t, reader) for t in replies] for reader in ("paper", "lw")}
+            ok = [j for j in by_reader["lw"] if j is not None]
+            ones = sum(set(j.scores.values()) == {1} for j in ok)
+            s_q = statistics.fmean(quality_score(j.scores) or 0.0 for j in ok) if ok else None
+            rows.append(
+                (name, len(replies), *(sum(j is not None for j in v) for v in by_reader.values()), ones, s_q, seconds)
+            )
+    base = rows[0][2] or 1
+    print(f"\njudge: {EMBEDDED_MODEL} on llama.cpp, T 0.5, {args.judge_max_tokens} tokens, 1 try per reply")
+    header = ("prompt", "replies", "6 scores (paper reader)", "6 scores (lw reader)", "all 1s", "S_q", "s")
+    print(f"{header[0]:28} {header[1]:>7} {header[2]:>24} {header[3]:>21} {header[4]:>7} {header[5]:>6} {header[6]:>5}")
+    for name, total, paper_ok, lw_ok, ones, s_q, seconds in rows:
+        print(
+            f"{name:28} {total:7d} {paper_ok:9d} ({paper_ok / total:4.0%}) x{paper_ok / base:4.1f} "
+            f"{lw_ok:8d} ({lw_ok / total:4.0%}) x{lw_ok / base:4.1f} {ones:7d} "
+            f"{'–' if s_q is None else f'{s_q:6.1f}'} {seconds:5.0f}"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
