@@ -1,4 +1,4 @@
-"""The files lw-data writes are what TRL's trainers read: load them and tokenize one batch."""
+"""The files lw-data writes are what TRL's trainers read: one batch each, with the loss on exactly the answers."""
 
 from __future__ import annotations
 
@@ -27,13 +27,32 @@ def _args(cls: Any, tmp_path: Path, **kw: Any) -> Any:
     )
 
 
-def test_sft_records_go_through_sfttrainer(tmp_path: Path, make: Any, tokenizer: Any, tiny_model: Any) -> None:
+# SmolLM2's ChatML template with the assistant's answer (and its end-of-turn token) marked as {% generation %}: what
+# TRL's assistant-only loss needs to tell the answer from the prompt in a `messages` row.
+TRAINING_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_sft_records_train_exactly_the_answer_in_sfttrainer(
+    tmp_path: Path, make: Any, tokenizer: Any, tiny_model: Any
+) -> None:
     document, prose, chinese = make.document, make.prose, make.chinese
+    sections = {"a": ["### Tides\n" + prose(60, 1), prose(60, 2)], "b": [chinese(100, 3)]}
     docs = make.write_lines(
         tmp_path / "docs.jsonl",
         [
-            document("a", "Write a 120-word note on tides", [prose(60, 1), prose(60, 2)], length=120),
-            document("b", "写一篇100字的短文", [chinese(100, 3)]),
+            document("a", "Write a 120-word note on tides", sections["a"], length=120),
+            document("b", "写一篇100字的短文", sections["b"]),
         ],
     )
     out = tmp_path / "sft.jsonl"
@@ -41,19 +60,30 @@ def test_sft_records_go_through_sfttrainer(tmp_path: Path, make: Any, tokenizer:
     records = list(read_jsonl(out, SFTRecord))
     assert [r.id for r in records] == ["a", "b"]
 
+    tokenizer = copy.copy(tokenizer)
+    tokenizer.chat_template = TRAINING_TEMPLATE
     dataset = datasets.load_dataset("json", data_files=str(out), split="train")
     trainer = trl.SFTTrainer(
         model=tiny_model,
-        args=_args(trl.SFTConfig, tmp_path, max_length=512),
+        args=_args(trl.SFTConfig, tmp_path, max_length=1024, assistant_only_loss=True),
         train_dataset=dataset,
         processing_class=tokenizer,
     )
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["input_ids"].shape[0] == 2
-    text = tokenizer.decode(batch["input_ids"][0])
-    assert "You write long texts." in text and "<|im_start|>assistant" in text
-    # the prompt is masked out of the loss only when assistant-only loss is asked for; labels exist either way
-    assert (batch["labels"] != -100).any()
+    for row, record in enumerate(records):
+        messages = [m.model_dump() for m in record.messages]
+        # what the model is shown before it answers, and the answer it must learn to give, tokenized on their own
+        shown = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        prompt = tokenizer(shown, add_special_tokens=False)["input_ids"]
+        answer = tokenizer(messages[-1]["content"] + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        ids, labels = batch["input_ids"][row].tolist(), batch["labels"][row].tolist()
+        assert ids[: len(prompt) + len(answer)] == prompt + answer
+        trained = [i for i, label in enumerate(labels) if label != -100]
+        assert trained == list(range(len(prompt), len(prompt) + len(answer)))  # every prompt token is masked
+        assert [labels[i] for i in trained] == answer  # and each answer token is its own label
+        answer_text = "\n\n".join(sections[record.id]) + "<|im_end|>"  # the document, subtitle and all
+        assert tokenizer.decode([ids[i] for i in trained]) == answer_text
 
 
 def test_dpo_records_go_through_dpotrainer(tmp_path: Path, make: Any, tokenizer: Any, tiny_model: Any) -> None:
@@ -77,7 +107,7 @@ def test_dpo_records_go_through_dpotrainer(tmp_path: Path, make: Any, tokenizer:
         trainer = trl.DPOTrainer(
             model=tiny_model,
             ref_model=copy.deepcopy(tiny_model),
-            args=_args(trl.DPOConfig, tmp_path, max_length=512),
+            args=_args(trl.DPOConfig, tmp_path, max_length=1024),
             train_dataset=dataset,
             processing_class=tokenizer,
         )
@@ -86,6 +116,14 @@ def test_dpo_records_go_through_dpotrainer(tmp_path: Path, make: Any, tokenizer:
         assert batch["input_ids"].shape[0] == 4 and batch["completion_mask"].any(dim=1).all()
         rows = [tokenizer.decode(ids, skip_special_tokens=False) for ids in batch["input_ids"]]
         assert all("Be concise." in row for row in rows)
-        first_words = {p["chosen"][0]["content"][:12] for p in pairs.to_dicts()}
-        first_words |= {p["rejected"][0]["content"][:12] for p in pairs.to_dicts()}
-        assert all(any(w in row for row in rows) for w in first_words)
+        # the loss covers exactly each answer (and its end of turn), never the system prompt or the question
+        completions = [
+            tokenizer.decode(ids[mask.bool()], skip_special_tokens=False)
+            for ids, mask in zip(batch["input_ids"], batch["completion_mask"], strict=True)
+        ]
+        by_id = {p["id"]: p for p in pairs.to_dicts()}
+        order = [row["id"] for row in dataset]
+        expected = [by_id[i]["chosen"][0]["content"] for i in order] + [
+            by_id[i]["rejected"][0]["content"] for i in order
+        ]
+        assert completions == [text + "<|im_end|>\n" for text in expected]
