@@ -163,14 +163,16 @@ def test_paper_reading_refuses_what_the_original_refuses(reply: str) -> None:
 
 def test_judge_prompt_is_the_papers_judge_txt_filled_as_the_original(paper_judge_txt: Path) -> None:
     template = paper_judge_txt.read_text(encoding="utf-8")
-    prompt, response = "写一篇关于春天的短文，300字 $weird$ {x}", "Spring is here.\n\nIt rains. \\1 $INST$"
+    # a "$RESPONSE$" in the prompt is expanded by the original's second replace: reproduced, not fixed
+    prompt, response = "写一篇关于春天的短文，300字 $weird$ {x} $RESPONSE$", "Spring is here.\n\nIt rains. \\1 $INST$"
     expected = template.replace("$INST$", prompt).replace("$RESPONSE$", response)  # eval_quality.py, verbatim
     assert judge_prompt(prompt, response) == expected
     assert judge_prompt(prompt, response).startswith(
         "You are an expert in evaluating text quality. Please evaluate the quality of an AI assistant's response to "
         "a user's writing request. Be as strict as possible."
     )
-    assert f"<User Request>\n\n{prompt}\n\n</User Request>\n\n<Response>\n\n{response}\n\n</Response>" in expected
+    shown = prompt.replace("$RESPONSE$", response)
+    assert f"<User Request>\n\n{shown}\n\n</User Request>\n\n<Response>\n\n{response}\n\n</Response>" in expected
     assert load_template() == template and load_template(preset="paper") == template
 
 
