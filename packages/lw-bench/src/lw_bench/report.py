@@ -191,7 +191,7 @@ def plot_lengths(axes: Axes, report: BenchReport, *, title: str | None = None) -
 
 def plot_ruler(axes: Axes, reports: Mapping[str, BenchReport]) -> None:
     """Output length (mean, with median and max) per required length, one line per run, and y = x."""
-    top = 1.0
+    low, top = float("inf"), 1.0
     for index, (label, report) in enumerate(reports.items()):
         rows = [r for r in report.meta.get("by_required", []) if r["n"]]
         if not rows:
@@ -201,8 +201,10 @@ def plot_ruler(axes: Axes, reports: Mapping[str, BenchReport]) -> None:
         axes.plot(xs, [max(r["mean"], 1) for r in rows], "o-", color=color, label=f"{label}: mean")
         axes.plot(xs, [max(r["median"], 1) for r in rows], "s--", color=color, alpha=0.6, label=f"{label}: median")
         axes.plot(xs, [max(r["max"], 1) for r in rows], "^:", color=color, alpha=0.6, label=f"{label}: max")
+        low = min(low, *xs, *(max(min(r["mean"], r["median"]), 1) for r in rows))
         top = max(top, *xs, *(r["max"] for r in rows))
-    axes.plot([1, top * 1.2], [1, top * 1.2], "k--", linewidth=1, label="y = x")
+    low = 1.0 if low == float("inf") else low / 1.5
+    axes.plot([low, top * 1.2], [low, top * 1.2], "k--", linewidth=1, label="y = x")
     axes.set(xscale="log", yscale="log")
     axes.set_xlabel("required length")
     axes.set_ylabel("output length")
