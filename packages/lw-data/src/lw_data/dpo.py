@@ -17,11 +17,10 @@ Mixing the pairs with general preference data, as the paper does, is :func:`lw_d
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import operator
 from typing import Literal
 
+import numpy as np
 import polars as pl
 from lw_core import DIMENSIONS
 from lw_core.text import count_words_series
@@ -44,22 +43,29 @@ class DPORule(BaseModel):
     system_prompt: str | None = None
 
 
-def length_scores(required: pl.Expr, actual: pl.Expr) -> pl.Expr:
-    """``lw_core.length_score(required, actual)`` over columns (equal to its last bit or two): 0–100."""
-    too_long = 100 * (1 - (actual / required - 1) / 3)
-    too_short = 100 * (1 - (required / actual - 1) / 2)
-    score = pl.when(actual > required).then(too_long).when(actual <= 0).then(0.0).otherwise(too_short)
-    return score.clip(lower_bound=0.0)
+def length_scores(required: pl.Series, actual: pl.Series) -> pl.Series:
+    """``lw_core.length_score(required, actual)`` per row, bit-identical: 0–100, 100 at the required length.
+
+    numpy, not a polars expression: polars divides a column by a constant as a product with its reciprocal, which
+    can differ from the scalar score in the last bit.
+    """
+    x, y = required.cast(pl.Float64).to_numpy(), actual.cast(pl.Float64).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        too_long = 100 * np.maximum(0.0, 1.0 - (y / x - 1) / 3)
+        too_short = 100 * np.maximum(0.0, 1.0 - (x / y - 1) / 2)
+    return pl.Series("length_score", np.where(y > x, too_long, np.where(y == 0, 0.0, too_short)))
 
 
-def quality_scores(scores: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """``lw_core.quality_score`` over a struct column of dimension scores: null unless all six are present."""
-    fields = {f.name for f in dtype.fields} if isinstance(dtype, pl.Struct) else set()
+def quality_scores(scores: pl.Series) -> pl.Series:
+    """``lw_core.quality_score`` per row of a struct column of dimension scores (bit-identical); null unless all
+    six dimensions are present."""
+    fields = {f.name for f in scores.dtype.fields} if isinstance(scores.dtype, pl.Struct) else set()
     if not set(DIMENSIONS) <= fields:
-        return pl.repeat(None, pl.len(), dtype=pl.Float64)
-    per_dimension = [(scores.struct.field(d).cast(pl.Float64) - 1) * 25 for d in DIMENSIONS]
-    total = functools.reduce(operator.add, per_dimension)  # null when a dimension is; left to right like sum()
-    return total / len(DIMENSIONS)
+        return pl.Series("quality_score", [None] * scores.len(), dtype=pl.Float64)
+    total = np.zeros(scores.len())
+    for dimension in DIMENSIONS:  # in lw-core's order: the same sum, rounding included
+        total = total + (scores.struct.field(dimension).cast(pl.Float64).to_numpy() - 1) * 25
+    return pl.Series("quality_score", total / len(DIMENSIONS), nan_to_null=True)
 
 
 def score_candidates(predictions: pl.DataFrame, judgments: pl.DataFrame, rule: DPORule) -> pl.DataFrame:
@@ -75,11 +81,11 @@ def score_candidates(predictions: pl.DataFrame, judgments: pl.DataFrame, rule: D
         ok = ok.filter(pl.col("status").fill_null("ok") == "ok")
     if not isinstance(ok.schema.get("scores"), pl.Struct):
         raise DataError("judgments need a 'scores' object per row (dimension name → 1–5), as lw-bench writes them")
-    per_judgment = ok.select("id", "sample", q=quality_scores(pl.col("scores"), ok.schema["scores"]))
+    per_judgment = ok.select("id", "sample").with_columns(q=quality_scores(ok["scores"]))
     quality = per_judgment.drop_nulls("q").group_by("id", "sample").agg(quality_score=pl.col("q").mean())
     scored = preds.join(quality, on=["id", "sample"], how="inner")
     w = rule.length_weight
-    return scored.with_columns(length_score=length_scores(pl.col("length"), pl.col("word_count"))).with_columns(
+    return scored.with_columns(length_scores(scored["length"], scored["word_count"])).with_columns(
         score=w * pl.col("length_score") + (1 - w) * pl.col("quality_score")
     )
 
