@@ -30,6 +30,7 @@ import json
 import random
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -68,6 +69,14 @@ def _default_reply(request: dict[str, Any]) -> str:
     return " ".join(f"word{i}" for i in range(n))
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-answer (it gave up, or was killed) is what tests do: no traceback for it."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class ScriptedServer:
     """OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models`` on 127.0.0.1."""
 
@@ -100,7 +109,7 @@ class ScriptedServer:
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer((host, 0), self._handler())
+        self._httpd = _QuietServer((host, 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
