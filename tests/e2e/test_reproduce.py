@@ -1,48 +1,68 @@
-"""`lw reproduce` end to end on the embedded model: every stage's files appear, and a rerun spends nothing."""
+"""`lw reproduce` end to end on the embedded model (a trimmed smoke profile): every stage's records, the trained
+model on the same backend as the base model, the report; a rerun spends nothing."""
 
 import json
 from pathlib import Path
 
 import pytest
-from lw_core import BenchReport, Document, read_jsonl
+from lw_core import BenchReport, Document, Judgment, Prediction, SFTRecord, read_jsonl
 from lw_reproduce.config import ReproduceConfig
 from lw_reproduce.pipeline import reproduce
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "longbench_write"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
-def test_reproduce_runs_every_stage_and_resumes(tmp_path: Path) -> None:
-    config = ReproduceConfig(
-        name="tiny",
-        n_instructions=2,
-        max_section_words=80,
-        min_words=30,
-        train_steps=1,
-        train_max_tokens=1024,
-        bench_items=2,
-        bench_max_tokens=96,
-        judge_max_tokens=256,
-        bench_data_dir=DATA,
+@pytest.mark.timeout(2400)
+def test_reproduce_runs_every_stage_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LW_DATA_DIR", str(DATA))
+    config = ReproduceConfig.load(
+        "smoke",
+        None,
+        {
+            "name": "tiny",
+            "instructions.n": 2,
+            "instructions.general": 2,
+            "instructions.max_words": 250,
+            "data.min_words": 20,
+            "data.keep_truncated": True,  # the point here is the plumbing: a 135M teacher may not stop by itself
+            "data.max_repetition": 0.9,
+            "train.settings.max_steps": 2,
+            "bench.items": 1,
+        },
     )
     lines: list[str] = []
     run = reproduce(config, tmp_path, say=lines.append)
     root = run.root
-    for stage in ("agentwrite", "data", "bench_base", "train", "compare"):
+    for stage in ("instructions", "agentwrite", "data", "bench_base", "train", "bench_sft", "report"):
         assert (root / stage / "done").exists(), stage
+
     documents = list(read_jsonl(root / "agentwrite" / "documents.jsonl", Document))
     assert len(documents) == 2 and all(d.plan is not None and d.plan.steps for d in documents)
-    base = BenchReport.model_validate_json((root / "bench_base" / "report.json").read_text())
-    assert base.overall.n == 2 and base.overall.length_score is not None
-    assert (root / "bench_base" / "report.png").stat().st_size > 1000
-    train = json.loads((root / "train" / "done").read_text())
-    if json.loads((root / "data" / "done").read_text())["kept"]:
-        assert (Path(train["model"]) / "config.json").exists()
-        assert (root / "bench_trained" / "report.json").exists()
-        assert len(train["losses"]) == 1 and train["losses"][0] > 0
-    assert "| base: " in (root / "compare" / "comparison.md").read_text()
+    assert len(list(read_jsonl(root / "agentwrite" / "general.jsonl", SFTRecord))) == 2
+    train_rows = (root / "data" / "train.jsonl").read_text().splitlines()
+    assert train_rows and all("messages" in json.loads(row) for row in train_rows)
+
+    summary = json.loads((root / "train" / "done").read_text())
+    model = Path(summary["model"])
+    assert (model / "config.json").exists() and (model / "tokenizer_config.json").exists()
+    assert summary["trained_tokens"] > 0
+
+    for stage in ("bench_base", "bench_sft"):
+        predictions = list(read_jsonl(root / stage / "longbench" / "predictions.jsonl", Prediction))
+        judgments = list(read_jsonl(root / stage / "longbench" / "judgments.jsonl", Judgment))
+        assert len(predictions) == 1 and len(judgments) == 1
+        report = BenchReport.model_validate_json((root / stage / "longbench" / "report.json").read_text())
+        assert report.overall.n == 1 and report.overall.length_score is not None
+        assert len(list(read_jsonl(root / stage / "ruler" / "predictions.jsonl", Prediction))) == 1
+    served = (root / "logs").glob("server-lw-*.log")
+    assert {p.name for p in served} == {"server-lw-base.log", "server-lw-sft.log"}  # both on llama.cpp
+    comparison = (root / "report" / "comparison.md").read_text()
+    assert "pipeline check" in comparison and "base" in comparison and "sft" in comparison
+    assert "## Stages" in comparison and "| train |" in comparison
+    assert (root / "report" / "comparison.png").stat().st_size > 1000
+    assert any("report" in line for line in lines)
 
     rerun: list[str] = []
     reproduce(config, tmp_path, say=rerun.append)
-    assert sum("done already, skipped" in line for line in rerun) >= 5
+    assert sum("done already, skipped" in line for line in rerun) == 7
