@@ -58,9 +58,12 @@ def test_forms_and_topics_vary() -> None:
 
 
 def test_general_requests_are_short_and_state_no_length() -> None:
-    rows = generate_instructions(400, seed=3, kind="general", languages=["en", "zh"])
-    assert rows["length"].null_count() == 400 and rows["id"].n_unique() == 400
-    assert rows["type"].n_unique() >= 7
+    rows = generate_instructions(1000, seed=3, kind="general", languages=["en", "zh"])
+    assert rows["length"].null_count() == 1000 and rows["id"].n_unique() == 1000
+    shares = (
+        rows.group_by("language", "type").len().with_columns(share=pl.col("len") / pl.col("len").sum().over("language"))
+    )
+    assert shares.height == 17 and shares["share"].max() < 0.2  # every type, none crowding out the rest
     for row in rows.iter_rows(named=True):
         assert extract_length(row["prompt"]) is None and len(row["prompt"]) < 200
         assert Instruction.model_validate(row).length is None
@@ -113,6 +116,7 @@ def test_bad_arguments_are_data_errors(kwargs: dict[str, Any], message: str) -> 
 def test_running_out_of_distinct_prompts_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import lw_data.generator as generator
 
-    monkeypatch.setattr(generator, "_general", lambda rng, language: ("poem", "tea", "Write a haiku about tea."))
+    only_one = (("poem", lambda rng: ("tea", "Write a haiku about tea.")),)
+    monkeypatch.setattr(generator, "_GENERAL_EN", only_one)
     with pytest.raises(DataError, match="only 1 distinct general instructions"):
         generate_instructions(2, kind="general")

@@ -649,6 +649,18 @@ CONCEPTS_EN = (
     "what a carbon footprint is",
     "how a vaccine is tested before approval",
     "what the stock market does",
+    "what a budget deficit is",
+    "how a thermostat keeps a room warm",
+    "what an API is",
+    "how noise affects sleep",
+    "what a food chain is",
+    "how compound eyes work",
+    "what opportunity cost means",
+    "how a 3D printer builds an object",
+    "what the placebo effect is not",
+    "how sunscreen protects the skin",
+    "what a mortgage is",
+    "how a submarine dives and surfaces",
 )
 
 PAIRS_EN = (
@@ -672,6 +684,16 @@ PAIRS_EN = (
     ("mitosis", "meiosis"),
     ("a democracy", "a republic"),
     ("a psychologist", "a psychiatrist"),
+    ("a fruit", "a vegetable"),
+    ("an ocean", "a sea"),
+    ("a cold", "the flu"),
+    ("a lake", "a pond"),
+    ("stocks", "bonds"),
+    ("a moth", "a butterfly"),
+    ("a cyclone", "a tornado"),
+    ("a frog", "a toad"),
+    ("a hypothesis", "a theory"),
+    ("a museum", "a gallery"),
 )
 
 HABITS_EN = (
@@ -691,6 +713,14 @@ HABITS_EN = (
     "getting started with meditation",
     "taking better photos with a phone",
     "travelling with a toddler",
+    "remembering names",
+    "drinking more water",
+    "keeping a journal",
+    "learning to cook simple meals",
+    "staying warm in a cold flat",
+    "getting up earlier",
+    "keeping a small garden on a windowsill",
+    "reading more books",
 )
 
 TASKS_EN = (
@@ -710,6 +740,16 @@ TASKS_EN = (
     "find the median of a list of numbers",
     "politely decline an invitation",
     "stop my glasses from fogging up",
+    "fold a fitted sheet",
+    "tie a bowline knot",
+    "start a conversation with a stranger",
+    "plan a surprise party",
+    "clean a cast-iron pan",
+    "read a nutrition label",
+    "choose a ripe avocado",
+    "write a thank-you note",
+    "split a restaurant bill fairly",
+    "repot a houseplant",
 )
 
 SENTENCES_EN = (
@@ -740,6 +780,14 @@ THINGS_EN = (
     "a pet goldfish",
     "a chess club for children",
     "a coffee cart at a train station",
+    "a family cooking blog",
+    "a community choir",
+    "a mobile bike repair van",
+    "a tortoise",
+    "a neighbourhood newsletter",
+    "a book swap shelf",
+    "a tea shop",
+    "a garden gnome",
 )
 
 POEM_SUBJECTS_EN = (
@@ -755,6 +803,14 @@ POEM_SUBJECTS_EN = (
     "a power cut",
     "autumn leaves",
     "a library at night",
+    "a kettle coming to the boil",
+    "a tired dog",
+    "a windy beach",
+    "the smell of rain",
+    "an empty playground",
+    "a train window",
+    "a forgotten birthday",
+    "a full moon over the city",
 )
 
 BOOKS_EN = (
@@ -772,6 +828,12 @@ BOOKS_EN = (
     "Dracula",
     "The Call of the Wild",
     "Oliver Twist",
+    "Great Expectations",
+    "The Wind in the Willows",
+    "Twenty Thousand Leagues Under the Seas",
+    "Heidi",
+    "The Secret Garden",
+    "Anne of Green Gables",
 )
 
 MYTHS_EN = (
@@ -785,6 +847,11 @@ MYTHS_EN = (
     "sugar makes children hyperactive",
     "bulls are angered by the colour red",
     "hair and nails keep growing after death",
+    "chameleons change colour to match their background",
+    "ostriches bury their heads in the sand",
+    "shaving makes hair grow back thicker",
+    "you lose most of your body heat through your head",
+    "camels store water in their humps",
 )
 
 CONCEPTS_ZH = (
@@ -804,6 +871,20 @@ CONCEPTS_ZH = (
     "什么是机器学习",
     "加密通信是怎样保护隐私的",
     "什么是碳足迹",
+    "什么是基因",
+    "潮汐是怎么回事",
+    "什么是汇率",
+    "温度计的原理",
+    "什么是食物链",
+    "冰箱为什么能制冷",
+    "什么是机会成本",
+    "防晒霜是怎样保护皮肤的",
+    "什么是房贷",
+    "潜水艇如何下潜和上浮",
+    "什么是操作系统",
+    "彩虹是怎样形成的",
+    "什么是免疫力",
+    "为什么天空是蓝色的",
 )
 
 PAIRS_ZH = (
@@ -819,6 +900,16 @@ PAIRS_ZH = (
     ("彗星", "小行星"),
     ("借记卡", "信用卡"),
     ("经度", "纬度"),
+    ("水果", "蔬菜"),
+    ("海", "洋"),
+    ("感冒", "流感"),
+    ("湖", "池塘"),
+    ("股票", "债券"),
+    ("蛾子", "蝴蝶"),
+    ("青蛙", "蟾蜍"),
+    ("假说", "理论"),
+    ("博物馆", "美术馆"),
+    ("雾", "霾"),
 )
 
 HABITS_ZH = (
@@ -834,6 +925,14 @@ HABITS_ZH = (
     "骑车出行时注意安全",
     "开始练习冥想",
     "用手机拍出好照片",
+    "记住别人的名字",
+    "多喝水",
+    "坚持早起",
+    "学做几道家常菜",
+    "冬天在家保暖",
+    "多读书",
+    "培养孩子的阅读兴趣",
+    "保护视力",
 )
 
 TASKS_ZH = (
@@ -849,6 +948,16 @@ TASKS_ZH = (
     "让鲜花保持更久",
     "委婉地拒绝别人的邀请",
     "防止眼镜起雾",
+    "叠床单",
+    "系一个牢固的绳结",
+    "和陌生人开启话题",
+    "策划一个惊喜生日会",
+    "清洗铸铁锅",
+    "看懂食品营养成分表",
+    "挑一个熟透的西瓜",
+    "写一张感谢卡",
+    "公平地分摊聚餐费用",
+    "给盆栽换盆",
 )
 
 THINGS_ZH = (
@@ -860,6 +969,14 @@ THINGS_ZH = (
     "海边的一家小书店",
     "一份校园报纸",
     "一家蔬菜配送公司",
+    "一个家常菜美食号",
+    "一个社区合唱团",
+    "一辆流动修车车",
+    "一只乌龟",
+    "一份社区简报",
+    "一个图书交换角",
+    "一家茶馆",
+    "一个花园",
 )
 
 POEM_SUBJECTS_ZH = (
@@ -873,4 +990,12 @@ POEM_SUBJECTS_ZH = (
     "旧自行车",
     "海浪声",
     "秋天的落叶",
+    "烧开的水壶",
+    "疲倦的小狗",
+    "有风的海滩",
+    "雨后的味道",
+    "空荡荡的操场",
+    "火车的窗外",
+    "被忘记的生日",
+    "城市上空的满月",
 )

@@ -26,7 +26,8 @@ from lw_data.errors import DataError
 
 Kind = Literal["long", "general"]
 LANGUAGES = ("en", "zh")
-_MAX_TRIES = 50  # draws per instruction before a near-duplicate is accepted as the catalog being exhausted
+_MAX_TRIES = 50  # draws of a long-writing instruction before the catalog counts as exhausted
+_SAME_TYPE_TRIES = 10  # draws of one general request type before it counts as run dry
 
 
 def generate_instructions(
@@ -67,25 +68,22 @@ def generate_instructions(
     if kind not in ("long", "general"):
         raise DataError(f"kind must be 'long' or 'general', got {kind!r}")
     rng = random.Random(seed)
-    seen: set[str] = set()
-    used: set[tuple[str, str, str]] = set()
+    seen: set[str] = set()  # normalised prompts: no exact or near duplicates
+    used: set[tuple[str, str, str]] = set()  # (language, form, topic): fresh topics first
+    dry: set[tuple[str, str]] = set()  # (language, general request type) with nothing new left
     rows = []
     for index in range(n):
         language = rng.choice(list(languages))
-        for _ in range(_MAX_TRIES):
-            if kind == "long":
-                length = _length(rng, min_words, max_words)
-                form, topic, prompt = _long(rng, language, length, used)
-            else:
-                length, (form, topic, prompt) = None, _general(rng, language)
-            key = _normalize(prompt)
-            if key not in seen:
-                break
+        if kind == "long":
+            drawn = _draw_long(rng, language, min_words, max_words, seen, used)
         else:
+            drawn = _draw_general(rng, language, seen, dry)
+        if drawn is None:
             raise DataError(
                 f"only {index} distinct {kind} instructions in {'/'.join(languages)} could be generated; ask for fewer"
             )
-        seen.add(key)
+        length, form, topic, prompt = drawn
+        seen.add(_normalize(prompt))
         used.add((language, form, topic))
         meta = {"kind": kind, "form": form, "topic": topic, "seed": seed, "index": index}
         rows.append(
@@ -103,6 +101,34 @@ def generate_instructions(
         ),
     }
     return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+Drawn = tuple[int | None, str, str, str]  # requested length, form (type), topic, prompt
+
+
+def _draw_long(
+    rng: random.Random, language: str, lo: int, hi: int, seen: set[str], used: set[tuple[str, str, str]]
+) -> Drawn | None:
+    for _ in range(_MAX_TRIES):
+        length = _length(rng, lo, hi)
+        form, topic, prompt = _long(rng, language, length, used)
+        if _normalize(prompt) not in seen:
+            return length, form, topic, prompt
+    return None
+
+
+def _draw_general(rng: random.Random, language: str, seen: set[str], dry: set[tuple[str, str]]) -> Drawn | None:
+    """A request of a random type; a type that gives nothing new in a few draws has run dry and is left out."""
+    makers = [m for m in (_GENERAL_EN if language == "en" else _GENERAL_ZH) if (language, m[0]) not in dry]
+    while makers:
+        form, make = rng.choice(makers)
+        for _ in range(_SAME_TYPE_TRIES):
+            topic, prompt = make(rng)
+            if _normalize(prompt) not in seen:
+                return None, form, topic, prompt
+        dry.add((language, form))
+        makers = [m for m in makers if m[0] != form]
+    return None
 
 
 def _length(rng: random.Random, lo: int, hi: int) -> int:
@@ -220,14 +246,8 @@ def _chinese(rng: random.Random, head: str, topic: str, length: int) -> str:
 
 
 # --- general requests ---------------------------------------------------------------------------------------------
-
-
-def _general(rng: random.Random, language: str) -> tuple[str, str, str]:
-    """A short everyday request: (type, topic, prompt)."""
-    makers = _GENERAL_EN if language == "en" else _GENERAL_ZH
-    task, make = rng.choice(makers)
-    topic, prompt = make(rng)
-    return task, topic, prompt
+# Each maker returns (topic, prompt). Slots multiply (frames × topics × modifiers), so that thousands of distinct
+# requests exist per language without any one type crowding out the others.
 
 
 def _explain_en(rng: random.Random) -> tuple[str, str]:
@@ -236,63 +256,95 @@ def _explain_en(rng: random.Random) -> tuple[str, str]:
         "Explain {c} in simple terms.",
         "Can you explain {c} to someone new to it?",
         "In a few sentences, explain {c}.",
+        "Explain {c} with an everyday example.",
+        "How would you explain {c} to a ten-year-old?",
+        "I keep hearing about {c}. What is it, briefly?",
     )
     return c, rng.choice(frames).format(c=c)
 
 
 def _compare_en(rng: random.Random) -> tuple[str, str]:
     a, b = rng.choice(catalog.PAIRS_EN)
-    frame = rng.choice(("What is the difference between {a} and {b}?", "How is {a} different from {b}?"))
-    return f"{a} / {b}", frame.format(a=a, b=b)
+    frames = (
+        "What is the difference between {a} and {b}?",
+        "How is {a} different from {b}?",
+        "Compare {a} and {b} in a short table.",
+        "People often confuse {a} and {b}. How do I tell them apart?",
+    )
+    return f"{a} / {b}", rng.choice(frames).format(a=a, b=b)
 
 
 def _tips_en(rng: random.Random) -> tuple[str, str]:
     habit = rng.choice(catalog.HABITS_EN)
     k = rng.choice(("three", "four", "five", "a few"))
-    return habit, rng.choice(("Give me {k} tips for {h}.", "What are {k} good habits for {h}?")).format(k=k, h=habit)
+    who = rng.choice(("", "", " as a student", " on a tight budget", " as a busy parent", " as a beginner"))
+    frame = rng.choice(("Give me {k} tips for {h}{w}.", "What are {k} good habits for {h}{w}?"))
+    return habit, frame.format(k=k, h=habit, w=who)
 
 
 def _howto_en(rng: random.Random) -> tuple[str, str]:
     task = rng.choice(catalog.TASKS_EN)
-    return task, rng.choice(("How do I {t}?", "What is the best way to {t}?")).format(t=task)
+    frames = (
+        "How do I {t}?",
+        "What is the best way to {t}?",
+        "Walk me through how to {t}.",
+        "Quick question: how can I {t}?",
+    )
+    return task, rng.choice(frames).format(t=task)
 
 
 def _rewrite_en(rng: random.Random) -> tuple[str, str]:
     sentence, tone = rng.choice(catalog.SENTENCES_EN), rng.choice(catalog.TONES_EN)
-    return sentence, f'Rewrite this sentence to sound {tone}: "{sentence}"'
+    frame = rng.choice(('Rewrite this sentence to sound {t}: "{s}"', 'Make this {t}: "{s}"'))
+    return sentence, frame.format(t=tone, s=sentence)
 
 
 def _names_en(rng: random.Random) -> tuple[str, str]:
     thing = rng.choice(catalog.THINGS_EN)
-    k = rng.choice(("three", "five", "a few"))
-    return thing, f"Suggest {k} names for {thing}."
+    k = rng.choice(("three", "five", "a few", "ten"))
+    style = rng.choice(("", "", " that are short and catchy", " with a bit of humour", " that sound old-fashioned"))
+    return thing, f"Suggest {k} names for {thing}{style}."
 
 
 def _poem_en(rng: random.Random) -> tuple[str, str]:
     subject = rng.choice(catalog.POEM_SUBJECTS_EN)
-    return subject, f"Write a {rng.choice(('haiku', 'limerick', 'short rhyming poem'))} about {subject}."
+    form = rng.choice(("haiku", "limerick", "short rhyming poem", "four-line poem"))
+    mood = rng.choice(("", "", "cheerful ", "melancholy ", "funny "))
+    return subject, f"Write a {mood}{form} about {subject}."
 
 
 def _book_en(rng: random.Random) -> tuple[str, str]:
     book = rng.choice(catalog.BOOKS_EN)
-    frame = rng.choice(("Summarise the plot of {b} in a few sentences.", "Who are the main characters in {b}?"))
-    return book, frame.format(b=book)
+    frames = (
+        "Summarise the plot of {b} in a few sentences.",
+        "Who are the main characters in {b}?",
+        "What are the main themes of {b}?",
+        "Why is {b} considered a classic?",
+        "Would {b} suit a reader of thirteen? Why or why not?",
+    )
+    return book, rng.choice(frames).format(b=book)
 
 
 def _myth_en(rng: random.Random) -> tuple[str, str]:
     myth = rng.choice(catalog.MYTHS_EN)
-    return myth, f"Is it true that {myth}?"
+    frame = rng.choice(("Is it true that {m}?", "My friend says {m}. Is that right?", "Fact or myth: {m}?"))
+    return myth, frame.format(m=myth)
 
 
 def _arithmetic_en(rng: random.Random) -> tuple[str, str]:
     which = rng.randrange(4)
     if which == 0:
         price, count = rng.randint(15, 95), rng.randint(3, 40)
-        return "unit price", f"A shop sells pencils at {price} cents each. How much do {count} pencils cost?"
+        item = rng.choice(("pencils", "stamps", "apples", "postcards", "bread rolls"))
+        return "unit price", f"A shop sells {item} at {price} cents each. How much do {count} {item} cost?"
     if which == 1:
         hours = rng.randint(2, 9)
         distance = hours * rng.randint(40, 160) + rng.choice((0, 15, 30))
-        return "average speed", (f"A train travels {distance} kilometres in {hours} hours. What is its average speed?")
+        vehicle = rng.choice(("train", "coach", "ferry", "cyclist"))
+        return (
+            "average speed",
+            f"A {vehicle} travels {distance} kilometres in {hours} hours. What is its average speed?",
+        )
     if which == 2:
         serves, grams, guests = rng.choice((2, 4, 6)), rng.randrange(150, 600, 25), rng.randint(3, 12)
         return "scaling a recipe", (
@@ -304,41 +356,49 @@ def _arithmetic_en(rng: random.Random) -> tuple[str, str]:
 
 def _explain_zh(rng: random.Random) -> tuple[str, str]:
     c = rng.choice(catalog.CONCEPTS_ZH)
-    return c, rng.choice(("用通俗的话解释一下{c}。", "请简单介绍一下{c}。")).format(c=c)
+    frames = ("用通俗的话解释一下{c}。", "请简单介绍一下{c}。", "举个生活中的例子，说明{c}。", "怎样向小学生解释{c}？")
+    return c, rng.choice(frames).format(c=c)
 
 
 def _compare_zh(rng: random.Random) -> tuple[str, str]:
     a, b = rng.choice(catalog.PAIRS_ZH)
-    return f"{a} / {b}", f"{a}和{b}有什么区别？"
+    frames = ("{a}和{b}有什么区别？", "怎样区分{a}和{b}？", "{a}与{b}是一回事吗？")
+    return f"{a} / {b}", rng.choice(frames).format(a=a, b=b)
 
 
 def _tips_zh(rng: random.Random) -> tuple[str, str]:
     habit = rng.choice(catalog.HABITS_ZH)
-    return habit, f"关于{habit}，给我{rng.choice(('三', '四', '五', '几'))}条建议。"
+    k = rng.choice(("三", "四", "五", "几"))
+    who = rng.choice(("", "", "我是学生，", "我是上班族，", "我是新手，"))
+    return habit, f"{who}关于{habit}，给我{k}条建议。"
 
 
 def _howto_zh(rng: random.Random) -> tuple[str, str]:
     task = rng.choice(catalog.TASKS_ZH)
-    return task, rng.choice(("怎样{t}？", "{t}有什么好方法？")).format(t=task)
+    return task, rng.choice(("怎样{t}？", "{t}有什么好方法？", "请一步一步告诉我如何{t}。")).format(t=task)
 
 
 def _names_zh(rng: random.Random) -> tuple[str, str]:
     thing = rng.choice(catalog.THINGS_ZH)
-    return thing, f"帮{thing}想{rng.choice(('三', '五', '几'))}个名称。"
+    style = rng.choice(("", "简短好记的", "有趣的", "文雅一点的"))
+    return thing, f"帮{thing}想{rng.choice(('三', '五', '几'))}个{style}名称。"
 
 
 def _poem_zh(rng: random.Random) -> tuple[str, str]:
     subject = rng.choice(catalog.POEM_SUBJECTS_ZH)
-    return subject, f"写一首关于{subject}的{rng.choice(('小诗', '打油诗', '现代诗'))}。"
+    mood = rng.choice(("", "轻快的", "伤感的", "幽默的"))
+    return subject, f"写一首关于{subject}的{mood}{rng.choice(('小诗', '打油诗', '现代诗'))}。"
 
 
 def _arithmetic_zh(rng: random.Random) -> tuple[str, str]:
     if rng.random() < 0.5:
+        item, unit = rng.choice((("铅笔", "支"), ("苹果", "个"), ("笔记本", "本"), ("面包", "个")))
         price, count = rng.randint(2, 9), rng.randint(3, 40)
-        return "unit price", f"一支铅笔{price}元，买{count}支一共要多少钱？"
+        return "unit price", f"一{unit}{item}{price}元，买{count}{unit}一共要多少钱？"
     hours = rng.randint(2, 9)
     distance = hours * rng.randint(40, 300)
-    return "average speed", f"一列火车{hours}小时行驶了{distance}公里，它的平均速度是多少？"
+    vehicle = rng.choice(("一列火车", "一辆汽车", "一艘轮船"))
+    return "average speed", f"{vehicle}{hours}小时行驶了{distance}公里，它的平均速度是多少？"
 
 
 _GENERAL_EN: tuple[tuple[str, Callable[[random.Random], tuple[str, str]]], ...] = (
