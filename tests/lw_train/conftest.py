@@ -82,7 +82,24 @@ def smollm2_tokenizer(smollm2_folder):
     return AutoTokenizer.from_pretrained(smollm2_folder)
 
 
-WORDS = "the quick brown fox jumps over a lazy dog while writing long careful answers about rivers".split()
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "writing",
+    "long",
+    "careful",
+    "answers",
+    "about",
+    "rivers",
+]
 
 
 def write_tiny_run(folder: Path, tokenizer, records: int = 16, seed: int = 0) -> tuple[Path, Path]:

@@ -28,3 +28,56 @@ def test_user_errors_exit_1_without_traceback(tmp_path):
     assert "error:" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, [])
     assert result.exit_code in (0, 2) and "pack" in result.output
+
+
+def _sft_config(tmp_path, model, data, **extra) -> str:
+    lines = [f'model = "{model}"', f'data = "{data}"', f'output_dir = "{tmp_path / "out"}"', "max_tokens = 384"]
+    lines += [f"{key} = {value}" for key, value in extra.items()]
+    path = tmp_path / "sft.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def _one_red_line(result, *fragments):
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_sft_bad_input_is_one_red_line_naming_file_and_field(tiny_run, tmp_path):
+    model, data = tiny_run
+    runner = CliRunner()
+    config = _sft_config(tmp_path, model, data, learning_rte="1e-5")
+    _one_red_line(runner.invoke(app, ["sft", "--config", config]), "sft.toml: field 'learning_rte': unknown key")
+
+    config = _sft_config(tmp_path, model, tmp_path / "missing.jsonl")
+    _one_red_line(runner.invoke(app, ["sft", "--config", config]), "field 'data'", "missing.jsonl not found")
+
+    _one_red_line(runner.invoke(app, ["sft", "--config", config, "--set", "max_steps"]), "--set 'max_steps'")
+    _one_red_line(runner.invoke(app, ["sft", "--config", config, "--set", "max_steps=two"]), "field 'max_steps'")
+
+    untrained = tmp_path / "untrained.jsonl"
+    lines = data.read_text().splitlines()
+    lines[2] = json.dumps({"messages": [{"role": "user", "content": "Hi"}]})
+    untrained.write_text("\n".join(lines) + "\n")
+    config = _sft_config(tmp_path, model, untrained)
+    _one_red_line(runner.invoke(app, ["sft", "--config", config]), "untrained.jsonl:3: field 'messages'")
+
+    config = _sft_config(tmp_path, model, data)
+    _one_red_line(
+        runner.invoke(app, ["sft", "--config", config, "--set", "max_tokens=16"]),
+        "sft.toml: field 'max_tokens': every one of the 16 records",
+    )
+
+
+def test_dpo_file_without_chosen_is_one_red_line(tiny_run, tmp_path):
+    model, _ = tiny_run
+    pairs = tmp_path / "pairs.jsonl"
+    pair = {"prompt": [{"role": "user", "content": "Q"}], "rejected": [{"role": "assistant", "content": "A"}]}
+    pairs.write_text(json.dumps(pair) + "\n")
+    config = tmp_path / "dpo.yaml"
+    config.write_text(f"model: {model}\ndata: {pairs}\noutput_dir: {tmp_path / 'out'}\n")
+    result = CliRunner().invoke(app, ["dpo", "--config", str(config)])
+    _one_red_line(result, "pairs.jsonl:1: field 'chosen'")

@@ -134,8 +134,9 @@ from lw_train import SFTConfig, train_sft
 class RankLosses(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
+            entry = {"rank": args.process_index, "step": state.global_step, "loss": logs["loss"]}
             with open(sys.argv[2], "a") as out:
-                out.write(json.dumps({"rank": args.process_index, "step": state.global_step, "loss": logs["loss"]}) + "\\n")
+                out.write(json.dumps(entry) + "\\n")
 
 train_sft(SFTConfig.from_file(sys.argv[1], sys.argv[3:]), callbacks=[RankLosses()], progress=False)
 """

@@ -105,7 +105,8 @@ def prepare_output(config: _TrainConfig, *, is_main: bool) -> Path | None:
 
 def _check_same_config(config: _TrainConfig, saved: dict[str, Any]) -> None:
     current = config.resolved()
-    changed = sorted(k for k in current.keys() | saved.keys() if k not in RESUMABLE_CHANGES and current.get(k) != saved.get(k))
+    keys = (current.keys() | saved.keys()) - RESUMABLE_CHANGES
+    changed = sorted(k for k in keys if current.get(k) != saved.get(k))
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
         raise ConfigError(
@@ -167,7 +168,7 @@ class CheckpointMarker(TrainerCallback):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()
         if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            folder = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
             atomic_write(folder / COMPLETE_MARKER, f"{state.global_step}\n")
 
 

@@ -33,8 +33,8 @@ def segment_attention(
     cache, and layers with a sliding window or logit soft-capping (plain causal sdpa would ignore them)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    packed_row = cu_seq_lens_q is not None and query.shape[0] == 1 and query.shape[2] == key.shape[2]
-    if not packed_row or kwargs.get("sliding_window") or kwargs.get("softcap"):
+    packed_row = query.shape[0] == 1 and query.shape[2] == key.shape[2]
+    if cu_seq_lens_q is None or not packed_row or kwargs.get("sliding_window") or kwargs.get("softcap"):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )

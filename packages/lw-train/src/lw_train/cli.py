@@ -28,7 +28,7 @@ def pack(
     data: Annotated[Path, typer.Argument(help="SFT file (JSONL of lw SFTRecord / {'messages': [...]})")],
     tokenizer: Annotated[str, typer.Option(help="Hugging Face tokenizer: a local folder or hub name")],
     max_tokens: Annotated[int, typer.Option(help="bin capacity in tokens (the training row length)")] = 32_768,
-    strategy: Annotated[str, typer.Option(help="bfd (best fit), nextfit (the original), sorted-nextfit or none")] = "bfd",
+    strategy: Annotated[str, typer.Option(help="bfd (best fit), nextfit (the original), sorted-nextfit, none")] = "bfd",
     overlong: Annotated[str, typer.Option(help="samples over --max-tokens: drop, truncate or error")] = "drop",
     num_ranks: Annotated[int, typer.Option(help="data-parallel ranks that must get equal step counts")] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the bins (JSON) here")] = None,

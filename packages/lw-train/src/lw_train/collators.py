@@ -21,7 +21,6 @@ IGNORE_INDEX = -100
 __all__ = ["IGNORE_INDEX", "BinDataset", "CollatorError", "PackedCollator", "PaddedCollator"]
 
 
-
 def _as_tensor(values: Any, field: str, position: int) -> torch.Tensor:
     try:
         tensor = torch.as_tensor(values, dtype=torch.long)
@@ -172,7 +171,7 @@ def block_diagonal_mask(lengths: torch.Tensor, dtype: torch.dtype = torch.float3
     return mask[None, None]
 
 
-class BinDataset(torch.utils.data.Dataset):
+class BinDataset(torch.utils.data.Dataset[dict[str, list[Any]]]):
     """Items are whole bins (``{"input_ids": [[...], ...], "labels": [[...], ...]}``), ready for PackedCollator.
 
     Lets a ``transformers.Trainer`` train packed with ``per_device_train_batch_size=1`` and

@@ -42,6 +42,7 @@ class _TrainConfig(_Strict):
     model: str = Field(description="model folder, hub id (org/name), .gguf file or 'smollm2-135m-instruct'")
     data: Path = Field(description="training records: JSONL or parquet")
     output_dir: Path = Field(description="the final model lands here; checkpoints in output_dir/checkpoints")
+    learning_rate: float = Field(1e-5, gt=0)
     epochs: float = Field(4.0, gt=0)
     max_steps: int = Field(-1, description="optimizer steps; > 0 overrides epochs")
     lr_scheduler: str = "cosine"
@@ -105,12 +106,11 @@ class SFTConfig(_TrainConfig):
     'sequence'
     """
 
-    learning_rate: float = Field(1e-5, gt=0)
     max_tokens: int = Field(32_768, ge=8, description="tokens per packed row; longer samples are dropped")
     packing: Strategy = "bfd"
     packs_per_device: int = Field(1, ge=1, description="bins per micro-batch (all become one packed row)")
     loss_reduction: Reduction = "sequence"
-    attention: Attention = Field("auto", description="auto: FlashAttention-2 varlen if installed on CUDA, else segments")
+    attention: Attention = Field("auto", description="auto: FlashAttention-2 if installed on CUDA, else segments")
     pad_to_multiple_of: int | None = Field(64, ge=1)
     loss_chunk_size: int = Field(1024, ge=1)
 
@@ -135,7 +135,7 @@ def _read(path: Path) -> dict[str, Any]:
         if path.suffix == ".toml":
             values: Any = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
-            import yaml
+            import yaml  # type: ignore[import-untyped]
 
             values = yaml.safe_load(text) or {}
         elif path.suffix == ".json":

@@ -48,7 +48,7 @@ def _read(path: Path, schema: type[T], where: str) -> list[T]:
 
 
 def _read_parquet(path: Path, schema: type[T]) -> list[T]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     rows = pq.read_table(path).to_pylist()
     if not rows:

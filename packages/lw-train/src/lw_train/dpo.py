@@ -33,10 +33,10 @@ def train_dpo(
     reference model then leaves memory); with ``lora`` the reference is the base model with adapters disabled.
     """
     import torch
-    from datasets import Dataset
+    from datasets import Dataset  # type: ignore[import-untyped]
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-    from trl import DPOConfig as TRLDPOConfig
-    from trl import DPOTrainer
+    from trl.trainer.dpo_config import DPOConfig as TRLDPOConfig
+    from trl.trainer.dpo_trainer import DPOTrainer
 
     began = time.perf_counter()
     if config.threads:
@@ -151,7 +151,7 @@ def _lora(config: DPOConfig) -> Any:
 
 
 def _save_final(trainer: Any, config: DPOConfig, tokenizer: Any) -> Any:
-    model = trainer.model
+    model: Any = trainer.model
     if config.lora is None:
         trainer.save_model(str(config.output_dir))
         return model

@@ -38,6 +38,7 @@ from torch.utils.checkpoint import checkpoint
 from .collators import IGNORE_INDEX
 from .config import REDUCTIONS, Reduction
 from .errors import LossError
+
 #: The constant the released LongWriter code divides each row's sample count by (``train/main.py``).
 LONGWRITER_DIVISOR = 30
 
@@ -198,15 +199,15 @@ def model_loss(
     with sdpa/eager), then computes the chunked loss through the model's output embeddings.
     """
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    outputs = model.get_decoder()(**inputs, use_cache=False)
-    config = getattr(model, "config", None)
+    causal_lm: Any = model  # a transformers PreTrainedModel (or a peft wrapper of one)
+    outputs = causal_lm.get_decoder()(**inputs, use_cache=False)
     return lm_loss(
         outputs.last_hidden_state,
         batch["labels"],
-        model.get_output_embeddings(),
+        causal_lm.get_output_embeddings(),
         reduction=reduction,
         global_counts=global_counts,
         cu_seq_lens=batch.get("cu_seq_lens_q"),
         chunk_size=chunk_size,
-        softcap=getattr(config, "final_logit_softcapping", None),
+        softcap=getattr(causal_lm.config, "final_logit_softcapping", None),
     )

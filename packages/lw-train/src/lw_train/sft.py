@@ -24,7 +24,6 @@ import time
 import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,9 +83,7 @@ def train_sft(
         args=args,
         train_dataset=BinDataset(samples, train_bins),
         eval_dataset=BinDataset(samples, eval_bins) if eval_bins else None,
-        data_collator=PackedCollator(
-            pad_token_id=_pad_id(tokenizer), pad_to_multiple_of=config.pad_to_multiple_of
-        ),
+        data_collator=PackedCollator(pad_token_id=_pad_id(tokenizer), pad_to_multiple_of=config.pad_to_multiple_of),
         processing_class=tokenizer,
         callbacks=[
             _run.CheckpointMarker(),
@@ -195,6 +192,7 @@ class PackedTrainer(Trainer):
 
     def __init__(
         self,
+        model: Any,
         *args: Any,
         sampler: Sampler[int],
         reduction: Reduction,
@@ -202,10 +200,9 @@ class PackedTrainer(Trainer):
         stats: _run.RunStats | None = None,
         **kwargs: Any,
     ) -> None:
-        model = kwargs.get("model", args[0] if args else None)
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         base.forward = types.MethodType(_packed_forward, base)
-        super().__init__(*args, **kwargs)
+        super().__init__(model, *args, **kwargs)
         self.bin_sampler, self.reduction, self.chunk_size = sampler, reduction, chunk_size
         self.stats = stats or _run.RunStats()
 
@@ -316,7 +313,7 @@ def _load_model(config: SFTConfig, folder: str) -> Any:
     if attention == "auto":
         attention = "flash_attention_2" if torch.cuda.is_available() and _has_flash_attention() else "segments"
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model: Any = AutoModelForCausalLM.from_pretrained(
             folder, dtype=torch.float32, attn_implementation="sdpa" if attention == "segments" else attention
         )
     except OSError as error:
@@ -331,7 +328,10 @@ def _load_model(config: SFTConfig, folder: str) -> Any:
         model = get_peft_model(
             model,
             LoraConfig(
-                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+                r=lora.r,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=lora.target_modules,
                 task_type="CAUSAL_LM",
             ),
         )
@@ -346,7 +346,7 @@ def _has_flash_attention() -> bool:
 
 def _save_final(trainer: PackedTrainer, config: SFTConfig, tokenizer: Any) -> Any:
     """Write the final model into ``output_dir`` as a plain HF folder (LoRA merged; the adapter in ``adapter/``)."""
-    model = trainer.model
+    model: Any = trainer.model
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     vars(base).pop("forward", None)  # drop lw-train's loss forward (and accelerate's wrapper of it)
     base.config.use_cache = True

@@ -34,7 +34,6 @@ _GENERATION_BLOCK = re.compile(r"{%-?\s*generation\s*-?%}")
 _ZERO_WIDTH = str.maketrans("", "", "\u200b\u200c\u200d\u2060\ufeff")
 
 
-
 @dataclass(eq=False)
 class TokenizedChats(Sequence[dict[str, np.ndarray]]):
     """Tokenized samples stored flat (two int32 arrays + offsets): compact, cacheable, fast to index.
@@ -67,7 +66,8 @@ class TokenizedChats(Sequence[dict[str, np.ndarray]]):
     @property
     def lengths(self) -> list[int]:
         """Tokens per sample, the input of :func:`lw_train.pack`."""
-        return np.diff(self.offsets).tolist()
+        lengths: list[int] = np.diff(self.offsets).tolist()
+        return lengths
 
     def summary(self) -> str:
         trained = int((self.labels != IGNORE_INDEX).sum())
@@ -183,7 +183,8 @@ def _cache_key(conversations: list[list[dict[str, str]]], tokenizer: Any, max_to
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    text: str = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    return text
 
 
 def _assistant_spans(tokenizer: Any, messages: list[dict[str, str]], index: int) -> tuple[str, list[tuple[int, int]]]:
