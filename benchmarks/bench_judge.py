@@ -69,30 +69,27 @@ async def main() -> None:
         started = time.perf_counter()
         responses = await answers(client, [i.prompt for i in items], args.answer_max_tokens)
         print(f"{len(items)} answers in {time.perf_counter() - started:.0f} s (T 0.5, top_p 0.8)")
-        rows = []
+        print(f"judge: {EMBEDDED_MODEL} on llama.cpp, T 0.5, {args.judge_max_tokens} tokens, 1 try per reply")
+        header = ("prompt", "replies", "6 scores, paper reader", "6 scores, lw reader", "all 1s", "S_q", "s")
+        widths = (-27, 7, 22, 22, 6, 5, 5)
+        print(" ".join(f"{h:<{-w}}" if w < 0 else f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
+        baseline = None  # the paper's prompt read the paper's way
         for name, template in templates.items():
             fill = judge_prompt if name == "paper judge.txt" else (lambda p, r, t: _fill_once(t, p, r))
             prompts = [fill(i.prompt, r, template) for i, r in zip(items, responses, strict=True)] * args.samples
             started = time.perf_counter()
             replies = await answers(client, prompts, args.judge_max_tokens)
             seconds = time.perf_counter() - started
-            by_reader = {reader: [parsed(t, reader) for t in replies] for reader in ("paper", "lw")}
-            ok = [j for j in by_reader["lw"] if j is not None]
+            counts = [sum(parsed(t, reader) is not None for t in replies) for reader in ("paper", "lw")]
+            baseline = counts[0] if baseline is None else baseline
+            ok = [j for j in (parsed(t, "lw") for t in replies) if j is not None]
             ones = sum(set(j.scores.values()) == {1} for j in ok)
-            s_q = statistics.fmean(quality_score(j.scores) or 0.0 for j in ok) if ok else None
-            rows.append(
-                (name, len(replies), *(sum(j is not None for j in v) for v in by_reader.values()), ones, s_q, seconds)
-            )
-    base = rows[0][2] or 1
-    print(f"\njudge: {EMBEDDED_MODEL} on llama.cpp, T 0.5, {args.judge_max_tokens} tokens, 1 try per reply")
-    header = ("prompt", "replies", "6 scores (paper reader)", "6 scores (lw reader)", "all 1s", "S_q", "s")
-    print(f"{header[0]:28} {header[1]:>7} {header[2]:>24} {header[3]:>21} {header[4]:>7} {header[5]:>6} {header[6]:>5}")
-    for name, total, paper_ok, lw_ok, ones, s_q, seconds in rows:
-        print(
-            f"{name:28} {total:7d} {paper_ok:9d} ({paper_ok / total:4.0%}) x{paper_ok / base:4.1f} "
-            f"{lw_ok:8d} ({lw_ok / total:4.0%}) x{lw_ok / base:4.1f} {ones:7d} "
-            f"{'–' if s_q is None else f'{s_q:6.1f}'} {seconds:5.0f}"
-        )
+            s_q = f"{statistics.fmean(quality_score(j.scores) or 0.0 for j in ok):5.1f}" if ok else "–"
+            cells = [
+                f"{c:3d} ({c / len(replies):4.0%})" + (f" x{c / baseline:4.1f}" if baseline else "      ")
+                for c in counts
+            ]
+            print(f"{name:27} {len(replies):7d} {cells[0]:>22} {cells[1]:>22} {ones:6d} {s_q:>5} {seconds:5.0f}")
 
 
 if __name__ == "__main__":
