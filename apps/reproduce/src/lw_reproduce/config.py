@@ -77,6 +77,7 @@ class DataSection(_Section):
     min_words: int = Field(100, ge=0, description="drop shorter documents")
     max_repetition: float = Field(0.5, ge=0, le=1, description="drop documents with a higher repeated 4-gram ratio")
     keep_truncated: bool = Field(False, description="keep documents cut by a token cap")
+    strip_plan_echo: bool = Field(False, description="cut plan labels a teacher copied into its sections (ours)")
     long_fraction: float = Field(1.0, gt=0, le=1, description="share of long-writing records in the training mix")
     seed: int = 0
 

@@ -208,7 +208,10 @@ class _Pipeline:
         section = self.config.data
         folder = self.run.stage("data")
         filters = SFTFilters(
-            min_words=section.min_words, max_repetition=section.max_repetition, keep_truncated=section.keep_truncated
+            min_words=section.min_words,
+            max_repetition=section.max_repetition,
+            keep_truncated=section.keep_truncated,
+            strip_plan_echo=section.strip_plan_echo,
         )
         summary: dict[str, Any] = {}
         long_files = []
