@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--settings", default="paper,lw", help=f"comma-separated, from: {', '.join(SETTINGS)}")
     parser.add_argument("--parallel", type=int, default=4, help="llama.cpp slots (and instructions in flight)")
     parser.add_argument("--ctx-size", type=int, default=8192, help="context of each slot (the model's is 8192)")
+    parser.add_argument("--threads", type=int, help="llama.cpp threads (1 is faster on cores shared with other work)")
     parser.add_argument("--keep", type=Path, help="keep documents here (and resume from them)")
     parser.add_argument("--instructions", type=int, default=len(INSTRUCTIONS), help="use n, spread over the lengths")
     args = parser.parse_args()
@@ -138,7 +139,7 @@ def main() -> None:
     step = len(INSTRUCTIONS) / args.instructions
     instructions = [Instruction(prompt=p, length=n) for p, n in INSTRUCTIONS[:: max(1, round(step))]]
     instructions = instructions[: args.instructions]
-    backend = LlamaCppBackend(parallel=args.parallel, ctx_size=args.ctx_size)
+    backend = LlamaCppBackend(parallel=args.parallel, ctx_size=args.ctx_size, threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp, Server(EMBEDDED_MODEL, backend, startup_timeout=300) as server:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -152,7 +153,8 @@ def main() -> None:
     rows = [r.row() for r in results]
     widths = {k: max(len(k), *(len(row[k]) for row in rows)) for k in rows[0]}
     lengths = [i.length or 0 for i in instructions]
-    print(f"\nllama.cpp, {args.parallel} slots of {args.ctx_size} tokens; {len(instructions)} instructions of "
+    print(f"\nllama.cpp, {args.threads or 'default'} threads, {args.parallel} slots of {args.ctx_size} tokens; "
+          f"{len(instructions)} instructions of "
           f"{min(lengths)}-{max(lengths)} words ({sum(lengths)} in all)")  # fmt: skip
     print("  ".join(k.rjust(w) for k, w in widths.items()))
     for row in rows:

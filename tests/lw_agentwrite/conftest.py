@@ -2,7 +2,8 @@
 
 Instructions name a topic (``TOPIC-7``); plans have three 100-word paragraphs whose main points
 are ``T7 point k``; a write request is answered with exactly the words its prompt asks for, all
-different (a loop would be flagged as repetition), in sentences of ten. So every request can be
+different, also across sections (a loop or a copy of an earlier section would be flagged as repetition), in
+sentences of ten. So every request can be
 traced back to its (topic, step), which the resume tests count.
 """
 
@@ -63,7 +64,12 @@ def writer_reply(request: dict[str, Any]) -> str:
             for k in range(1, STEPS + 1)
         )
     words = int(re.findall(r"about (\d+) words", request["messages"][-1]["content"])[-1])
-    return prose(words)
+    return prose(words, start=start_of(topic, request_key(request)[1]))
+
+
+def start_of(topic: int, step: int) -> int:
+    """Where the words of a (topic, step) begin: no two sections share a word, as no two sections of a text should."""
+    return (topic * 10 + step) * 1000
 
 
 def prose(words: int, start: int = 0) -> str:
@@ -88,4 +94,4 @@ def instructions(n: int) -> list[Instruction]:
 def scripted() -> SimpleNamespace:
     """The scripted writer's pieces: ``reply`` for ScriptedServer, ``key`` of a request, ``instructions(n)``."""
     return SimpleNamespace(reply=writer_reply, key=request_key, instructions=instructions, step_words=STEP_WORDS,
-                           steps=STEPS, prose=prose)  # fmt: skip
+                           steps=STEPS, prose=prose, start_of=start_of)  # fmt: skip

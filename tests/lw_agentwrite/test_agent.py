@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,14 +73,14 @@ async def test_far_too_short_section_is_reasked_once_and_the_longer_kept(scripte
 async def test_section_cut_at_its_cap_keeps_its_last_complete_sentence(scripted) -> None:
     def reply(request):  # section 3 does not stop: 1000 more distinct words in sentences of ten
         text = scripted.reply(request)
-        return text if scripted.key(request)[1] != 3 else text + " " + scripted.prose(1000, start=100)
+        return text if scripted.key(request)[1] != 3 else text + " " + scripted.prose(1000, start=3100)
 
     with ScriptedServer(reply) as server:
         document = await AgentWrite(client_for(server), max_section_tokens=155).run(scripted.instructions(1)[0])
     assert document.status == "done"  # a trimmed section does not make the document truncated
     cut = document.sections[2]
     assert (cut.finish_reason, cut.word_count, cut.attempts) == ("trimmed", 150, 1)  # 155 cut back to sentence 15
-    assert cut.text.endswith(".") and cut.text == scripted.prose(150)
+    assert cut.text.endswith(".") and cut.text == scripted.prose(150, start=scripted.start_of(0, 3))
     assert [s.finish_reason for s in document.sections[:2]] == ["stop", "stop"]
     assert len(server.calls) == 4  # not re-asked
 
@@ -87,7 +88,7 @@ async def test_section_cut_at_its_cap_keeps_its_last_complete_sentence(scripted)
 async def test_section_cut_where_no_sentence_ends_is_kept_and_truncates_the_document(scripted) -> None:
     def reply(request):
         text = scripted.reply(request)
-        return text if scripted.key(request)[1] != 3 else scripted.prose(400).replace(".", "")
+        return text if scripted.key(request)[1] != 3 else scripted.prose(400, start=3000).replace(".", "")
 
     with ScriptedServer(reply) as server:
         document = await AgentWrite(client_for(server), max_section_tokens=150).run(scripted.instructions(1)[0])
@@ -99,7 +100,7 @@ async def test_section_cut_where_no_sentence_ends_is_kept_and_truncates_the_docu
 async def test_cut_section_untrimmed_when_trimming_is_off(scripted) -> None:
     def reply(request):
         text = scripted.reply(request)
-        return text if scripted.key(request)[1] != 3 else text + " " + scripted.prose(1000, start=100)
+        return text if scripted.key(request)[1] != 3 else text + " " + scripted.prose(1000, start=3100)
 
     with ScriptedServer(reply) as server:
         agent = AgentWrite(client_for(server), max_section_tokens=155, trim_cut_sections=False)
@@ -121,6 +122,18 @@ async def test_section_that_is_mostly_repetition_sinks_the_document(scripted) ->
     assert lenient.status == "done" and lenient.sections[1].finish_reason == "trimmed"
 
 
+async def test_section_that_copies_an_earlier_one_is_repetition(scripted) -> None:
+    def reply(request):  # section 2 repeats section 1 and adds a sentence
+        topic, step = scripted.key(request)
+        first = scripted.prose(100, start=scripted.start_of(topic, 1))
+        return first + " Then the sea went quiet." if step == 2 else scripted.reply(request)
+
+    with ScriptedServer(reply) as server:
+        document = await AgentWrite(client_for(server)).run(scripted.instructions(1)[0])
+    assert [s.finish_reason for s in document.sections] == ["stop", "repetitive", "stop"]
+    assert document.status == "truncated"
+
+
 async def test_loop_is_cut_where_it_starts_and_a_short_remainder_reasked(scripted) -> None:
     calls = {"n": 0}
 
@@ -128,7 +141,9 @@ async def test_loop_is_cut_where_it_starts_and_a_short_remainder_reasked(scripte
         if scripted.key(request)[1] != 2:
             return scripted.reply(request)
         calls["n"] += 1
-        return scripted.prose(60) + " I am a writer." * 100 if calls["n"] == 1 else scripted.prose(100)
+        if calls["n"] == 1:
+            return scripted.prose(60, start=2000) + " I am a writer." * 100
+        return scripted.prose(100, start=2000)
 
     with ScriptedServer(reply) as server:
         agent = AgentWrite(client_for(server), trim_loops=True, too_short_ratio=0.7)
@@ -137,7 +152,8 @@ async def test_loop_is_cut_where_it_starts_and_a_short_remainder_reasked(scripte
     second = document.sections[1]
     assert (second.attempts, second.word_count, second.finish_reason) == (2, 100, "stop")
     reask = server.calls[3]["messages"]  # the loop was cut where it started: one copy of the looped sentence kept
-    assert reask[1]["content"] == scripted.prose(60) + " I am a writer." and "only 64 words" in reask[2]["content"]
+    first_60 = scripted.prose(60, start=2000)
+    assert reask[1]["content"] == first_60 + " I am a writer." and "only 64 words" in reask[2]["content"]
 
 
 async def test_looping_section_is_reasked_with_reask_loops(scripted) -> None:
@@ -207,7 +223,10 @@ async def test_chinese_instructions_get_chinese_prompts() -> None:
 
     def reply(request):
         content = request["messages"][0]["content"]
-        return plan_text if "规划助手" in content else "".join(chr(0x4E00 + k) for k in range(100))
+        if "规划助手" in content:
+            return plan_text
+        start = 0x4E00 + 100 * int(re.findall(r"第 (\d) 段", content)[-1])  # different characters in each section
+        return "".join(chr(start + k) for k in range(100))
 
     with ScriptedServer(reply) as server:
         document = await AgentWrite(client_for(server)).run(
@@ -220,7 +239,9 @@ async def test_chinese_instructions_get_chinese_prompts() -> None:
 
 async def test_prompt_templates_can_be_overridden_by_string_or_path(tmp_path: Path, scripted) -> None:
     template = tmp_path / "write.txt"
-    template.write_text("CUSTOM $instruction | $plan | $written | step $step_index about $step_words words")
+    template.write_text(
+        "CUSTOM $instruction | $plan | $written | step $step_index ($step_point) about $step_words words"
+    )
     prompts = Prompts.default("en").replace(write=template)
     with ScriptedServer(scripted.reply) as server:
         document = await AgentWrite(client_for(server), prompts=prompts).run(scripted.instructions(1)[0])

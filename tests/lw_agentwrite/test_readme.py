@@ -21,8 +21,10 @@ def model_reply(request: dict) -> str:
         words = int(re.search(r"\((\d+) words\)", prompt).group(1))
         return "\n".join(f"Paragraph {k} - Main Point: part {k} - Word Count: {words // 3} words" for k in (1, 2, 3))
     words = int(re.findall(r"about (\d+) words", prompt)[-1])
+    start = 1000 * int(re.findall(r"paragraph (\d+) of the plan", prompt)[-1])  # sections share no words: no copy
     letters = "abcdefghijklmnopqrstuvwxyz"
-    return " ".join(f"word{a}{b}" for a in letters for b in letters)[: 7 * words - 1]  # distinct words: no loop
+    vocabulary = [f"word{a}{b}{c}" for a in letters for b in letters for c in letters]
+    return " ".join(vocabulary[start : start + words])
 
 
 def test_readme_has_the_embedding_and_batch_examples() -> None:

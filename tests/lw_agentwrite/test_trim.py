@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from lw_agentwrite.trim import loop_onset, trim_to_sentence
+from lw_agentwrite.trim import loop_onset, repeated_share, trim_to_sentence
 from lw_core import repeated_ngram_ratio
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -45,3 +45,24 @@ def test_loop_onset_finds_nothing_in_natural_text() -> None:
     text = README.read_text(encoding="utf-8")  # ~1500 words of prose, lists and code with some repeated phrases
     assert repeated_ngram_ratio(text) < 0.3
     assert loop_onset(text) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a b c d a b c d",
+        "I am a writer. " * 20,
+        "海边有一座小城。海边有一座小城。",
+        README.read_text(encoding="utf-8"),
+        "x",
+    ],
+)
+def test_repeated_share_without_context_is_lw_datas_ratio(text: str) -> None:
+    assert repeated_share(text) == pytest.approx(repeated_ngram_ratio(text))
+
+
+def test_repeated_share_counts_what_copies_the_text_before() -> None:
+    first = "The harbour wakes early. Fishermen load their nets while gulls circle the masts overhead."
+    assert repeated_share(first, context="") == 0.0
+    assert repeated_share(first, context=first) == 1.0  # a section that copies the one before
+    assert repeated_share("Fishermen load their nets, then they sail out into the grey morning.", first) < 0.3

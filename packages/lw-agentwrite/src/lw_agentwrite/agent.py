@@ -22,13 +22,12 @@ from lw_core import (
     Usage,
     count_words,
     json_schema_format,
-    repeated_ngram_ratio,
     run_sync,
 )
 
 from lw_agentwrite.parse import PlanParseError, parse_plan, split_plan
 from lw_agentwrite.prompts import Prompts, paper_text
-from lw_agentwrite.trim import loop_onset, trim_to_sentence
+from lw_agentwrite.trim import loop_onset, repeated_share, trim_to_sentence
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +84,10 @@ class AgentWrite:
 
     Length control for writers that do not stop by themselves: a section cut at its cap keeps its text up to the last
     complete sentence (``trim_cut_sections``; ``finish_reason="trimmed"``, the document stays ``done``); with
-    ``trim_loops`` a section is also cut where it starts looping. A section still mostly repetition (repeated
-    4-gram ratio above ``repetition_limit``, lw-data's filter) is ``"repetitive"`` and makes the document
-    ``truncated``, as does one cut where no sentence ends (``"length"``). A section shorter than ``too_short_ratio``
+    ``trim_loops`` a section is also cut where it starts looping or copying earlier sections. A section still mostly
+    repetition (more than ``repetition_limit`` of its 4-grams seen before in it or in the text so far, lw-data's
+    filter) is ``"repetitive"`` and makes the document ``truncated``, as does one cut where no sentence ends
+    (``"length"``). A section shorter than ``too_short_ratio``
     of its budget is re-asked once, and a repetitive one with ``reask_loops``; the better answer is kept.
     ``fit_budgets`` scales the plan's word counts to sum to the requested length.
 
@@ -299,7 +299,9 @@ class AgentWrite:
         messages = [{"role": "user", "content": prompts.write_prompt(instruction, plan, sections, step)}]
         completion = await self._complete(instruction, step.index, messages, max_tokens)
         usage, attempts = completion.usage, 1
-        text, reason = self._control(completion.text, completion.finish_reason, raw=prompts.style == "paper")
+        raw = prompts.style == "paper"
+        context = "\n\n".join(s.text for s in sections)
+        text, reason = self._control(completion.text, completion.finish_reason, context, raw=raw)
         retry: list[dict[str, str]] | None = None
         if reason not in ("length", "repetitive") and count_words(text) < self.too_short_ratio * budget:
             log.info("section %d of %s: %d words for a budget of %d, re-asking", step.index, instruction.id,
@@ -313,7 +315,7 @@ class AgentWrite:
         if retry is not None:
             again = await self._complete(instruction, step.index, retry, max_tokens)
             usage, attempts = usage + again.usage, 2
-            other = self._control(again.text, again.finish_reason, raw=prompts.style == "paper")
+            other = self._control(again.text, again.finish_reason, context, raw=raw)
             if _rank(other) > _rank((text, reason)):
                 text, reason = other
         if text == "":  # as the original, which drops the document when a reply is empty (ours are stripped)
@@ -329,15 +331,18 @@ class AgentWrite:
             attempts=attempts,
         )
 
-    def _control(self, text: str, finish_reason: str | None, *, raw: bool = False) -> tuple[str, str | None]:
+    def _control(
+        self, text: str, finish_reason: str | None, context: str, *, raw: bool = False
+    ) -> tuple[str, str | None]:
         """Trim a loop or a cut section back to a complete sentence, and flag what is still mostly repetition.
 
+        ``context`` is the text written before: a section that copies it repeats itself as much as one that loops.
         ``raw`` (paper-style prompts) keeps the reply exactly as it came when nothing is trimmed: the original
         builds its next prompts from unstripped replies.
         """
         if not raw:
             text = text.strip()
-        if self.trim_loops and (onset := loop_onset(text)) is not None:
+        if self.trim_loops and (onset := loop_onset(text, context)) is not None:
             kept = trim_to_sentence(text[:onset])
             if kept:
                 text, finish_reason = kept, "trimmed"
@@ -345,7 +350,7 @@ class AgentWrite:
             kept = trim_to_sentence(text)
             if kept:
                 text, finish_reason = kept, "trimmed"
-        if self.repetition_limit is not None and repeated_ngram_ratio(text) > self.repetition_limit:
+        if self.repetition_limit is not None and repeated_share(text, context) > self.repetition_limit:
             finish_reason = "repetitive"
         return text, finish_reason
 

@@ -17,6 +17,7 @@ _HAS_SENTENCE = re.compile(_PUNCTUATION_END)
 # A last line that announces what the cut took away: a markdown heading, a bold line, a line ending in a colon.
 _DANGLING_LINE = re.compile(r"\n[ \t]*(?:#[^\n]*|\*\*[^\n]*\*\*|[^\n]*[:：])[ \t]*$")
 _TOKEN = re.compile(r"[\u4e00-\u9fff]|[^\s\u4e00-\u9fff]+")
+_CJK = re.compile(r"([\u4e00-\u9fff])")
 
 
 def trim_to_sentence(text: str) -> str | None:
@@ -45,11 +46,40 @@ def trim_to_sentence(text: str) -> str | None:
     return None
 
 
-def loop_onset(text: str, n: int = 4, window: int = 24, repeated: float = 0.9) -> int | None:
-    """Character offset where ``text`` starts looping, or None.
+def repeated_share(text: str, context: str = "", n: int = 4) -> float:
+    """Share of ``text``'s word n-grams seen before it: earlier in ``text`` or anywhere in ``context``.
 
-    A loop starts at the first word n-gram seen before that opens a run of ``window`` n-grams of which at least
-    ``repeated`` were seen before (words lower-cased, every CJK ideograph a word, as in
+    With no context this is ``lw_core.repeated_ngram_ratio`` (``1 − distinct / all``, same tokens); with the text
+    written so far as context it also catches a section that copies earlier sections, which lw-data's filter sees
+    only in the whole document.
+
+    >>> repeated_share("a b c d a b c d"), repeated_share("the tide rose again today", context="the tide rose again")
+    (0.2, 0.5)
+    """
+    words = _words(text)
+    grams = list(zip(*(words[i:] for i in range(n)), strict=False))
+    if not grams:
+        return 0.0
+    known = _words(context)
+    seen = set(zip(*(known[i:] for i in range(n)), strict=False))
+    repeats = 0
+    for gram in grams:
+        repeats += gram in seen
+        seen.add(gram)
+    return repeats / len(grams)
+
+
+def _words(text: str) -> list[str]:
+    """``lw_core.repeated_ngram_ratio``'s tokens: the lower-cased text split on spaces, every CJK ideograph a token."""
+    text = _CJK.sub(r" \1 ", re.sub(r"[\n\t\r]", " ", text).lower())
+    return [w for w in text.split(" ") if w]
+
+
+def loop_onset(text: str, context: str = "", n: int = 4, window: int = 24, repeated: float = 0.9) -> int | None:
+    """Character offset where ``text`` starts looping (or copying ``context``, the text before it), or None.
+
+    A loop starts at the first word n-gram seen before (in ``text`` or in ``context``) that opens a run of ``window``
+    n-grams of which at least ``repeated`` were seen before (words lower-cased, every CJK ideograph a word, as in
     ``lw_core.repeated_ngram_ratio``). Cutting there keeps one copy of what the model went on repeating.
 
     >>> text = "A quiet town by the sea. " + "I am a writer and I write. " * 12
@@ -63,7 +93,8 @@ def loop_onset(text: str, n: int = 4, window: int = 24, repeated: float = 0.9) -
     grams = list(zip(*(words[i:] for i in range(n)), strict=False))
     if len(grams) < window:
         return None
-    seen: set[tuple[str, ...]] = set()
+    known = [t.lower() for t in _TOKEN.findall(context)]
+    seen: set[tuple[str, ...]] = set(zip(*(known[i:] for i in range(n)), strict=False))
     flags = []
     for gram in grams:
         flags.append(gram in seen)
