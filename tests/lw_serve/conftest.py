@@ -20,12 +20,9 @@ CHATML = (
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-LLAMA3_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-QWEN2_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+_CONTRACTIONS = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|"
+LLAMA3_REGEX = _CONTRACTIONS + r"\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+QWEN2_REGEX = _CONTRACTIONS + r"\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 TOKENIZERS = ("gpt2", "smollm", "llama3", "qwen2", "bytefallback")
 TEXTS = [
     "Hello world",
@@ -127,8 +124,14 @@ def build_tiny(
     widens every gap without changing what is computed.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     fast = _save_tokenizer(tokenizer, folder)
@@ -199,3 +202,50 @@ def llama_tool() -> Callable[[str], Path]:
         return path
 
     return find
+
+
+@pytest.fixture
+def exact() -> dict[str, object]:
+    """LlamaCppBackend options under which llama.cpp computes in f32 throughout.
+
+    Its defaults (f16 KV cache; flash attention, which takes Q·K in f16) move logits by ~1e-3
+    relative: invisible on the embedded model, but enough to flip near-ties of random models.
+    """
+    return {"flash_attn": "off", "extra_args": ("--cache-type-k", "f32", "--cache-type-v", "f32")}
+
+
+@pytest.fixture
+def greedy_pair() -> Callable[..., tuple[list[int], list[int]]]:
+    """``greedy_pair(hf_model, prompt_ids, n, server)`` → (transformers' greedy ids, llama.cpp's), ``n`` each.
+
+    The same prompt ids go to both (no chat template or tokenizer in between), EOS ignored on both sides.
+    """
+
+    def pair(model: object, prompt_ids: list[int], tokens: int, server: object) -> tuple[list[int], list[int]]:
+        import httpx
+        import torch
+
+        with torch.inference_mode():
+            out = model.generate(  # type: ignore[attr-defined]
+                torch.tensor([prompt_ids]),
+                attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+                max_new_tokens=tokens,
+                min_new_tokens=tokens,
+                do_sample=False,
+            )
+        reply = httpx.post(
+            server.base_url.removesuffix("/v1") + "/completion",  # type: ignore[attr-defined]
+            json={
+                "prompt": prompt_ids,
+                "n_predict": tokens,
+                "temperature": 0,
+                "ignore_eos": True,
+                "return_tokens": True,
+                "cache_prompt": False,
+            },
+            timeout=300,
+        )
+        reply.raise_for_status()
+        return out[0, len(prompt_ids) :].tolist(), reply.json()["tokens"]
+
+    return pair

@@ -114,7 +114,7 @@ def test_unsupported_architecture_names_the_supported_ones(tiny_folder: TinyFact
     folder = tiny_folder()
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps(config | {"architectures": ["GPTNeoXForCausalLM"]}))
-    with pytest.raises(ConversionError, match="GPTNeoXForCausalLM.*LlamaForCausalLM, MistralForCausalLM, Qwen2"):
+    with pytest.raises(ConversionError, match=r"GPTNeoXForCausalLM.*LlamaForCausalLM, MistralForCausalLM, Qwen2"):
         export_gguf(folder, folder.parent / "m.gguf")
     assert not can_export(folder)
 
@@ -150,7 +150,7 @@ def test_unknown_outtype_and_existing_output(tiny_folder: TinyFactory) -> None:
         export_gguf(folder, folder.parent / "m.gguf", "q4_k")
     existing = folder.parent / "m.gguf"
     existing.write_bytes(b"keep me")
-    with pytest.raises(ConversionError, match="already exists.*--force"):
+    with pytest.raises(ConversionError, match=r"already exists.*--force"):
         export_gguf(folder, existing)
     assert existing.read_bytes() == b"keep me"
     export_gguf(folder, existing, force=True)
@@ -220,7 +220,9 @@ def test_concurrent_cached_exports_write_once(tiny_folder: TinyFactory, tmp_path
     real = export_mod.export_gguf
     monkeypatch.setattr(export_mod, "export_gguf", lambda *a, **k: (writes.append(a), real(*a, **k))[1])
     results: list[Path] = []
-    threads = [threading.Thread(target=lambda: results.append(cached_export(folder, "f32", tmp_path))) for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cached_export(folder, "f32", tmp_path))) for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -234,7 +236,7 @@ def test_resolved_folder_exports_into_lw_home(tiny_folder: TinyFactory, tmp_path
     folder = tiny_folder()
     path = ResolvedModel("tiny", hf=str(folder)).gguf_file("f32")
     assert path.parent == tmp_path / "home" / "gguf" and path.read_bytes()[:4] == b"GGUF"
-    with pytest.raises(ConversionError, match="hub id.*download it first"):
+    with pytest.raises(ConversionError, match=r"hub id.*download it first"):
         ResolvedModel("x", hf="org/model").gguf_file()
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from lw_core import DIMENSIONS, ClientError, json_schema_format
 from lw_serve import EMBEDDED_MODEL, LlamaCppBackend, Server, TransformersBackend, resolve_model
@@ -67,8 +70,22 @@ async def test_four_concurrent_requests(server: Server) -> None:
     assert all(r.text.strip() for r in results)
 
 
-def test_capabilities_match_the_backend(server: Server) -> None:
-    assert server.client.capabilities.json_schema is (server.backend.name == "llamacpp")
+async def test_declared_capabilities_hold(server: Server) -> None:
+    """What clients are told the server can do (prompt caching, schema-constrained output) is what it does."""
+    client, caps = server.client, server.capabilities
+    long_prompt = [{"role": "user", "content": "Summarise: " + "The tide rises and falls with the moon. " * 30}]
+    await client.complete(long_prompt, max_tokens=2, temperature=0.0)
+    again = await client.complete(long_prompt, max_tokens=2, temperature=0.0)
+    assert (again.usage.cached_tokens > 100) is caps.cached_tokens
+    schema = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "blue"]}},
+              "required": ["colour"], "additionalProperties": False}  # fmt: skip
+    reply = await client.complete([{"role": "user", "content": "Tell me a short story about a cat."}], max_tokens=40,
+                                  temperature=0.0, response_format=json_schema_format("pick", schema))  # fmt: skip
+    try:
+        honoured = set(json.loads(reply.text)) == {"colour"}
+    except ValueError:
+        honoured = False
+    assert honoured is caps.json_schema
 
 
 JUDGE_SCHEMA = {
@@ -118,3 +135,17 @@ async def test_hf_folder_is_served_under_its_own_name() -> None:
         wrong = server.new_client(model=folder)
         with pytest.raises(ClientError, match="HTTP 4"):
             await wrong.complete(HELLO, max_tokens=4)
+
+
+@needs_llamacpp
+async def test_api_key_is_enforced_and_on_no_command_line() -> None:
+    key = "sk-lw-" + secrets.token_hex(12)
+    with Server(EMBEDDED_MODEL, LlamaCppBackend(api_key=key, parallel=1)) as server:
+        [pid] = server.pids
+        assert key not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        assert f"LLAMA_API_KEY={key}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        anonymous = httpx.post(f"{server.base_url}/chat/completions", json={"model": server.model_name,
+                               "messages": HELLO, "max_tokens": 2}, timeout=60)  # fmt: skip
+        assert anonymous.status_code == 401
+        completion = await server.client.complete(HELLO, max_tokens=2, temperature=0.0)
+        assert completion.usage.completion_tokens == 2
