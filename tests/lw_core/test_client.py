@@ -2,6 +2,7 @@ import asyncio
 import email.utils
 import logging
 import time
+from pathlib import Path
 
 import pytest
 from lw_core import Capabilities, ClientError, OpenAIChatClient, SyncChatClient, json_schema_format
@@ -169,3 +170,16 @@ def test_sync_client_works_inside_a_running_loop() -> None:
             return sync.complete(MESSAGES).text
 
     assert asyncio.run(main()) == "inside"
+
+
+def test_many_clients_do_not_pile_up_memory() -> None:
+    """Each client used to build its own TLS context (~0.8 MB kept): 200 clients grew the process by ~160 MB."""
+
+    def rss_mb() -> float:
+        status = Path("/proc/self/status").read_text().splitlines()
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+    before = rss_mb()
+    clients = [OpenAIChatClient(base_url="https://example.invalid/v1", model="m") for _ in range(200)]
+    assert all(client.openai.max_retries == 0 for client in clients)
+    assert rss_mb() - before < 40

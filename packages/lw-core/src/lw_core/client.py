@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import math
 import random
+import ssl
 import threading
 import time
 import warnings
@@ -140,6 +142,13 @@ def _read_chunk(chunk: Any) -> tuple[str, str | None, Usage | None, str | None]:
         raise _Retryable(f"broken response: a stream chunk of the wrong shape ({exc})") from None
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every client: each new one loads the CA bundle again (~0.8 MB that is not given back),
+    so a program that makes a client per task (``Server.client`` does) would grow by that much per client."""
+    return httpx.create_ssl_context()
+
+
 def _as_dict(message: MessageLike) -> dict[str, str]:
     return message.model_dump() if isinstance(message, ChatMessage) else dict(message)
 
@@ -212,7 +221,11 @@ class OpenAIChatClient:
         """The underlying ``openai`` client: its retries are off (``max_retries=0``) and its timeouts are ours."""
         if self._client is None:
             self._client = openai.AsyncOpenAI(
-                base_url=self.base_url, api_key=self.api_key or "EMPTY", timeout=None, max_retries=0
+                base_url=self.base_url,
+                api_key=self.api_key or "EMPTY",
+                timeout=None,
+                max_retries=0,
+                http_client=openai.DefaultAsyncHttpxClient(verify=_tls_context(), timeout=None),
             )
         return self._client
 
