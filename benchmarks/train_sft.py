@@ -34,39 +34,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from train_throughput import train as bare_loop  # part 1's hand loop
 
-WORDS = tuple(
-    [
-        "the",
-        "river",
-        "city",
-        "long",
-        "night",
-        "writer",
-        "careful",
-        "story",
-        "of",
-        "light",
-        "and",
-        "water",
-        "history",
-        "empire",
-        "garden",
-        "north",
-        "quiet",
-        "market",
-        "bridge",
-        "winter",
-        "letters",
-        "during",
-        "across",
-        "people",
-        "summer",
-        "old",
-        "new",
-        "because",
-        "while",
-    ]
-)
+WORDS = (
+    "the", "river", "city", "long", "night", "writer", "careful", "story", "of", "light", "and", "water",
+    "history", "empire", "garden", "north", "quiet", "market", "bridge", "winter", "letters", "during", "across",
+    "people", "summer", "old", "new", "because", "while",
+)  # fmt: skip
 
 
 def chats(count: int, long_max: int, seed: int = 0) -> list[dict[str, list[dict[str, str]]]]:
