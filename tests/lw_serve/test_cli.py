@@ -46,6 +46,22 @@ def test_unknown_backend_or_replicas_without_sglang_is_a_usage_error() -> None:
     assert result.exit_code == 2 and "sglang" in result.output
 
 
+def test_api_keys_come_from_a_file_or_the_environment_never_an_option(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["up", "--api-key", "sk-on-argv"]).exit_code == 2, "no option takes a key"
+    empty = tmp_path / "key"
+    empty.write_text("# nothing here\n\n")
+    result = runner.invoke(app, ["up", "--api-key-file", str(empty)])
+    assert result.exit_code == 1 and "holds no key" in result.output
+    missing = runner.invoke(app, ["up", "--api-key-file", str(tmp_path / "absent")])
+    assert missing.exit_code == 1 and "absent" in missing.output and "Traceback" not in missing.output
+    empty.write_text("# the key\nsk-from-file\n")
+    refused = runner.invoke(app, ["up", "--backend", "transformers", "--api-key-file", str(empty)])
+    assert refused.exit_code == 1 and "cannot require an API key" in refused.output
+    assert "sk-from-file" not in refused.output
+    from_env = runner.invoke(app, ["up", "--backend", "transformers"], env={"LW_SERVE_API_KEY": "sk-env"})
+    assert from_env.exit_code == 1 and "cannot require an API key" in from_env.output
+
+
 def test_up_llamacpp_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real_find_spec = backends_mod.importlib.util.find_spec
     monkeypatch.setattr(
