@@ -147,12 +147,6 @@ async def test_concurrency_limit_bounds_in_flight_requests() -> None:
     assert peak == 2
 
 
-def test_the_old_inner_retry_count_still_sets_the_one_layer() -> None:
-    with pytest.warns(DeprecationWarning, match="max_retries"):
-        client = OpenAIChatClient(base_url="http://127.0.0.1:1/v1", model="m", retries=2)
-    assert client.max_retries == 2 and client.openai.max_retries == 0
-
-
 def test_api_key_is_never_shown(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with ScriptedServer(script=[Fault.UNAVAILABLE]) as server:

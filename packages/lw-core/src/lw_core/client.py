@@ -17,9 +17,8 @@ import random
 import ssl
 import threading
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import httpx
@@ -204,14 +203,8 @@ class OpenAIChatClient:
     extra_body: dict[str, Any] = field(default_factory=dict)
     backoff_s: float = 0.5
     max_backoff_s: float = 60.0
-    retries: InitVar[int | None] = None
     _client: openai.AsyncOpenAI | None = field(default=None, init=False, repr=False)
     _semaphore: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self, retries: int | None) -> None:
-        if retries is not None:  # the name of the inner layer when there were two
-            warnings.warn("OpenAIChatClient(retries=) is now max_retries=", DeprecationWarning, stacklevel=3)
-            self.max_retries = retries
 
     def __repr__(self) -> str:
         return f"OpenAIChatClient(base_url={self.base_url!r}, model={self.model!r})"
