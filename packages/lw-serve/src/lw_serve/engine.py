@@ -12,12 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lw_core import Capabilities, ChatMessage, ClientError, Completion, Usage
+from lw_core import Capabilities, ChatMessage, ClientError, Completion, MessageLike, Usage
 
 from lw_serve.backends import SGLangBackend
 from lw_serve.models import ResolvedModel, resolve_model
-
-MessageLike = ChatMessage | dict[str, str]
 
 
 def engine_kwargs(backend: SGLangBackend, model_path: str, served_name: str) -> dict[str, Any]:
