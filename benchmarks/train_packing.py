@@ -42,6 +42,27 @@ def trl_bfd(lengths: list[int], max_tokens: int) -> tuple[int, float]:
     return len(packed), time.perf_counter() - start
 
 
+def loss_weights(lengths: list[int], packed: dict[str, list[list[int]]]) -> None:
+    """How much of an epoch's gradient weight the long samples (>= 3k tokens) carry under each loss reduction.
+
+    A sample's weight is the sum of its tokens' weights, all samples trained (each token's length counted as
+    trained, prompts ignored): ``token`` 1/T each; ``sequence`` 1/S per sample; ``longwriter`` a row's token mean
+    times (samples in the row)/30, averaged over rows, so within a row a sample weighs by its length.
+    """
+    long = [length >= 3_000 for length in lengths]
+    print(f"share of the gradient weight on the long samples ({sum(long) / len(lengths):.1%} of the samples):")
+    token = sum(n for n, is_long in zip(lengths, long, strict=True) if is_long) / sum(lengths)
+    print(f"  token {token:.1%}   sequence {sum(long) / len(lengths):.1%}")
+    for strategy, bins in packed.items():
+        weight = [0.0] * len(lengths)
+        for members in bins:
+            row_tokens = sum(lengths[i] for i in members)
+            for i in members:
+                weight[i] = (len(members) / 30) * lengths[i] / row_tokens / len(bins)
+        on_long = sum(w for w, is_long in zip(weight, long, strict=True) if is_long) / sum(weight)
+        print(f"  longwriter over {strategy} bins {on_long:.1%} (mean row scale n/30: {sum(weight):.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=100_000)
@@ -56,6 +77,7 @@ def main() -> None:
     lower_bound = -(-total // args.max_tokens)
     print(f"{args.samples} samples, {total / 1e6:.1f} M tokens, {args.max_tokens}-token bins (>= {lower_bound} bins)")
     results = {}
+    packed = {}
     for name, strategy in [
         ("nextfit (original)", "nextfit"),
         ("sorted-nextfit", "sorted-nextfit"),
@@ -64,6 +86,7 @@ def main() -> None:
         start = time.perf_counter()
         bins = pack(lengths, args.max_tokens, strategy)
         results[name] = (len(bins), time.perf_counter() - start)
+        packed[strategy] = bins
         assert pack_fill(bins, lengths, args.max_tokens) == total / (len(bins) * args.max_tokens)
     results["trl pack_dataset bfd"] = trl_bfd(lengths, args.max_tokens)
 
@@ -76,6 +99,8 @@ def main() -> None:
         f"bins vs the original next-fit: {ours[0] / original[0]:.3f}x; bins vs TRL: {ours[0] / trl[0]:.4f}x; "
         f"time vs TRL: {trl[1] / ours[1]:.1f}x faster"
     )
+
+    loss_weights(lengths, packed)
 
     if args.plot:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
