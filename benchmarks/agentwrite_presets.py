@@ -46,6 +46,13 @@ INSTRUCTIONS = [
     ("Write a 1500-word guide to planning a week-long hiking trip in the mountains.", 1500),
 ]
 
+SMALL: dict[str, Any] = {
+    "fit_budgets": True,
+    "max_section_words": 200,
+    "tokens_per_word": 1.5,
+    "trim_loops": True,
+    "reask_loops": True,
+}
 #: name -> (preset, AgentWrite overrides, llama.cpp sampling passed through the client's extra_body)
 SETTINGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "paper": ("paper", {}, {}),
@@ -60,6 +67,10 @@ SETTINGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"fit_budgets": True, "tokens_per_word": 1.5, "trim_loops": True},
         {"repeat_penalty": 1.15},
     ),
+    # sections no longer than a small model writes before it stops (or its cap cuts it)
+    "small": ("lw", SMALL, {}),
+    "small-rp1.1": ("lw", SMALL, {"repeat_penalty": 1.1}),
+    "small-rp1.15": ("lw", SMALL, {"repeat_penalty": 1.15}),
 }
 
 

@@ -218,6 +218,16 @@ async def test_missing_word_counts_share_the_requested_length() -> None:
     assert [s.word_count for s in plan.steps] == [200, 400, 400]
 
 
+async def test_fitted_budgets_sum_to_the_requested_length() -> None:
+    plan_text = "\n".join(f"Paragraph {k} - Main Point: p{k} - Word Count: {w} words" for k, w in ((1, 100), (2, 140)))
+    with ScriptedServer(lambda request: plan_text) as server:
+        instruction = Instruction(prompt="x", length=1200)
+        with pytest.raises(PlanError, match="word counts total 240, far from the requested 1200"):
+            await AgentWrite(client_for(server), plan_attempts=1).plan(instruction)
+        plan = await AgentWrite(client_for(server), fit_budgets=True, max_section_words=None).plan(instruction)
+    assert [s.word_count for s in plan.steps] == [500, 700]
+
+
 async def test_chinese_instructions_get_chinese_prompts() -> None:
     plan_text = "段落1 - 主要内容：引言 - 字数：100字\n段落2 - 主要内容：结论 - 字数：100字"
 

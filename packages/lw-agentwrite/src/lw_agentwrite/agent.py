@@ -200,10 +200,10 @@ class AgentWrite:
                 except PlanParseError as exc:
                     reasons.append(f"attempt {attempt}: {exc}")
                     continue
-                problem = self._check(plan, instruction)
+                steps, problem = self._checked(plan.steps, instruction)
+                plan = Plan(steps=steps, raw=plan.raw)
             if problem is None:
-                steps = plan.steps if paper else self._budgets(plan.steps, instruction)
-                return Plan(instruction_id=instruction.id, steps=steps, raw=plan.raw), usage
+                return Plan(instruction_id=instruction.id, steps=plan.steps, raw=plan.raw), usage
             reasons.append(f"attempt {attempt}: {problem}")
         raise PlanError(
             f"model {self.client.model!r} gave no usable plan for instruction {instruction.id} after "
@@ -224,21 +224,29 @@ class AgentWrite:
             return "empty plan"
         return None
 
-    def _check(self, plan: Plan, instruction: Instruction) -> str | None:
-        """Why a plan is unusable, or None. Budgets far from the requested length are unusable."""
-        if len(plan.steps) > self.max_steps:
-            return f"plan has {len(plan.steps)} steps (more than {self.max_steps})"
-        counts = [s.word_count for s in plan.steps if s.word_count is not None]
-        if any(c == 0 for c in counts):
-            return "a step has a word count of 0"
-        if self.max_section_words and counts and max(counts) > 2 * self.max_section_words:
-            return f"a step's word count {max(counts)} is over twice the section maximum {self.max_section_words}"
-        if instruction.length and counts:
+    def _checked(self, steps: list[PlanStep], instruction: Instruction) -> tuple[list[PlanStep], str | None]:
+        """The steps with every budget filled in (and fitted, with ``fit_budgets``), and why they are unusable.
+
+        Budgets far from the requested length are unusable (fitted ones never are); so are budgets over twice
+        ``max_section_words``, after fitting.
+        """
+        if len(steps) > self.max_steps:
+            return steps, f"plan has {len(steps)} steps (more than {self.max_steps})"
+        if any(s.word_count == 0 for s in steps):
+            return steps, "a step has a word count of 0"
+        steps = self._budgets(steps, instruction)
+        counts = [s.word_count or 0 for s in steps]
+        if self.max_section_words and max(counts) > 2 * self.max_section_words:
+            return (
+                steps,
+                f"a step's word count {max(counts)} is over twice the section maximum {self.max_section_words}",
+            )
+        if instruction.length:
             if max(counts) > 4 * instruction.length:
-                return f"a step's word count {max(counts)} exceeds 4x the requested {instruction.length}"
-            if len(counts) == len(plan.steps) and not 0.25 <= sum(counts) / instruction.length <= 4:
-                return f"word counts total {sum(counts)}, far from the requested {instruction.length}"
-        return None
+                return steps, f"a step's word count {max(counts)} exceeds 4x the requested {instruction.length}"
+            if not 0.25 <= sum(counts) / instruction.length <= 4:
+                return steps, f"word counts total {sum(counts)}, far from the requested {instruction.length}"
+        return steps, None
 
     def _budgets(self, steps: list[PlanStep], instruction: Instruction) -> list[PlanStep]:
         """Give steps without a word count an equal share of what the requested length leaves over; with
