@@ -68,9 +68,19 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, resolved in the parent: the child between fork and exec should not load libraries."""
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+        return prctl
+    except (OSError, AttributeError):  # not Linux: no parent-death signal
+        return None
+
+
+def _die_with_parent(prctl: Callable[..., int] | None, parent: int) -> None:  # pragma: no cover - in the child
+    if prctl is None:
+        return
+    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before the signal was armed
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -89,6 +99,7 @@ class _Spawner:
         self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._prctl = _prctl()
 
     def popen(self, argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
         with self._lock:
@@ -96,7 +107,7 @@ class _Spawner:
                 self._thread = threading.Thread(target=self._serve, name="lw-serve-spawner", daemon=True)
                 self._thread.start()
         job: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
-        preexec = functools.partial(_die_with_parent, os.getpid())
+        preexec = functools.partial(_die_with_parent, self._prctl, os.getpid())
         self._jobs.put((job, lambda: subprocess.Popen(argv, preexec_fn=preexec, **options)))
         return job.result()
 
