@@ -31,8 +31,8 @@ def test_sft_of_the_embedded_model_lowers_the_loss_checkpoints_and_loads_in_tran
 
     config = SFTConfig.validated({
         "model": "smollm2-135m-instruct", "data": str(_records(tmp_path / "sft.jsonl")),
-        "output_dir": str(tmp_path / "out"), "max_tokens": 512, "epochs": 3, "learning_rate": 1e-4,
-        "warmup_ratio": 0.0, "save_steps": 2, "threads": 2,
+        "output_dir": str(tmp_path / "out"), "max_tokens": 512, "epochs": 2, "learning_rate": 1e-4,
+        "warmup_ratio": 0.0, "save_steps": 3, "threads": 2,
     })  # fmt: skip
     result = train_sft(config, progress=False)
     losses = [e["loss"] for e in result.summary["losses"]]

@@ -36,7 +36,7 @@ log = logging.getLogger("lw_train")
 CONFIG_FILE = "lw-train-config.json"
 COMPLETE_MARKER = "lw-complete"
 # Settings that may change between a run and its resumption without changing what is trained.
-RESUMABLE_CHANGES = frozenset({"resume", "save_steps", "save_total_limit", "logging_steps", "threads"})
+RESUMABLE_CHANGES = frozenset({"resume", "output_dir", "save_steps", "save_total_limit", "logging_steps", "threads"})
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 

@@ -95,8 +95,11 @@ class _TrainConfig(_Strict):
         return f"{self._source or 'config'}: field '{field}'"
 
     def resolved(self) -> dict[str, Any]:
-        """The config with every default filled in, as saved next to the checkpoints."""
-        return self.model_dump(mode="json")
+        """The config with every default filled in and absolute paths, as saved next to the checkpoints."""
+        values = self.model_dump(mode="json")
+        for key in ("data", "output_dir"):
+            values[key] = str(Path(values[key]).expanduser().resolve())
+        return values
 
 
 class SFTConfig(_TrainConfig):
