@@ -42,7 +42,17 @@ def _coverage_cell(report: BenchReport) -> str:
 
 
 def paper_table(runs: Mapping[str, BenchReport | None], *, threshold: float = REPETITION_THRESHOLD) -> str:
-    """The paper's LongBench-Write table (S, S_l, S_q overall and S_l, S_q per length range), a row per label."""
+    """The paper's LongBench-Write table (S, S_l, S_q overall and S_l, S_q per length range), a row per label.
+
+    >>> from lw_core import Prediction
+    >>> from lw_bench.scoring import score_run
+    >>> loop = "word " * 100  # the right length, but one word over and over: degenerate
+    >>> sft = score_run([Prediction(id="a", prompt="Write 100 words", response=loop, length=100)])
+    >>> for row in paper_table({"base": None, "sft": sft}).splitlines()[2:]:  # model, items, S, S_l, S_q, degenerate
+    ...     print("|".join(row.split("|")[:7]) + "|")
+    | base | missing | – | – | – | – |
+    | sft | 1 / ? | – | 100.0 | – | 100.0 % |
+    """
     present = [r for r in runs.values() if r is not None]
     ranges = [g.name for g in present[0].by_length] if present else []
     header = ["model", "items", "S", "S_l", "S_q", "degenerate", *(f"{r} {s}" for r in ranges for s in ("S_l", "S_q"))]

@@ -66,7 +66,14 @@ def load_items(
     download: bool = True,
     limit: int | None = None,
 ) -> list[BenchItem]:
-    """Benchmark items from a path or a name in :data:`DATASETS`, tagged with the dataset's name."""
+    """Benchmark items from a path or a name in :data:`DATASETS`, tagged with the dataset's name.
+
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "mine.jsonl"
+    >>> _ = path.write_text('{"prompt": "Write a 300-word poem about rain", "length": 300}\\n')
+    >>> [(item.length, item.language, item.dataset) for item in load_items(path)]
+    [(300, 'en', 'mine')]
+    """
     path = dataset_path(name_or_path, data_dir=data_dir, source_url=source_url, download=download)
     dataset = str(name_or_path) if str(name_or_path) in DATASETS else path.stem
     items = [item.model_copy(update={"dataset": item.dataset or dataset}) for item in read_jsonl(path, BenchItem)]

@@ -6,7 +6,11 @@ from lw_core import LWError
 
 
 class BenchError(LWError):
-    """A benchmark input or setting is unusable; the message says where and what to do."""
+    """A benchmark input or setting is unusable; the message says where and what to do.
+
+    >>> issubclass(JudgmentParseError, BenchError), issubclass(BenchError, LWError)
+    (True, True)
+    """
 
 
 class JudgmentParseError(BenchError):

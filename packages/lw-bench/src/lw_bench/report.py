@@ -52,6 +52,14 @@ def comparison_table(reports: Mapping[str, BenchReport | None] | Sequence[BenchR
 
     Given a mapping, rows are labelled by its keys (a ``None`` report is a row saying it is missing); given a
     sequence, by each report's model name.
+
+    >>> from lw_core import Prediction
+    >>> from lw_bench.scoring import score_run
+    >>> run = score_run([Prediction(id="a", prompt="Write 100 words", response="word " * 80, length=100)])
+    >>> for row in comparison_table({"base": run, "sft": None}).splitlines()[2:]:  # model, judge, n, S_l, S_q, S
+    ...     print("|".join(row.split("|")[:7]) + "|")
+    | base | – | 1 | 87.5 | – | – |
+    | sft | missing | – | – | – | – |
     """
     if isinstance(reports, Mapping):
         labelled = list(reports.items())

@@ -99,7 +99,11 @@ def _group(name: str, rows: list[tuple[Prediction, float]], judged: list[Judgmen
 
 
 def range_name(low: int, high: int | None) -> str:
-    """``[500, 2000)``, or ``[4000, ∞)`` for the open-ended last range."""
+    """``[500, 2000)``, or ``[4000, ∞)`` for the open-ended last range.
+
+    >>> [range_name(low, high) for low, high in LENGTH_RANGES]
+    ['[0, 500)', '[500, 2000)', '[2000, 4000)', '[4000, ∞)']
+    """
     return f"[{low}, {'∞' if high is None else high})"
 
 
@@ -187,6 +191,13 @@ def score_run(
     exist, so a run with failed predictions is flagged (logged and stated in the report), never silently shrunk.
     ``meta["by_required"]`` is output length per required length (the LongWrite-Ruler table) and
     ``meta["degenerate"]`` the share of outputs whose repeated-4-gram ratio exceeds ``repetition_threshold``.
+
+    >>> from lw_core import BenchItem
+    >>> items = [BenchItem(prompt="Write 100 words", length=100), BenchItem(prompt="Write 5000 words", length=5000)]
+    >>> answer = Prediction(id=items[0].id, prompt=items[0].prompt, response="word " * 50, length=100)
+    >>> report = score_run([answer], items=items)  # the 5000-word item failed: 1 of 2 scored, and a warning
+    >>> report.overall.length_score, report.meta["coverage"]["share"], report.meta["by_required"][0]["mean"]
+    (50.0, 0.5, 50.0)
     """
     wanted = {item.id: item for item in items} if items is not None else None
     preds = list(predictions)
