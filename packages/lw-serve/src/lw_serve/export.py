@@ -85,9 +85,7 @@ def export_gguf(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # mkstemp makes it private; the export is as readable as any file the user writes
+        tmp.chmod(0o644)  # mkstemp makes it private; a model file is for reading
         _write(model, tmp, outtype, progress)
         os.replace(tmp, target)
     except BaseException:
@@ -107,6 +105,7 @@ def cached_export(hf_folder: str | os.PathLike[str], outtype: str = "f16", cache
     source = Path(hf_folder).resolve()
     if outtype not in OUTTYPES:
         raise ConversionError(f"unknown outtype {outtype!r}: choose one of {', '.join(OUTTYPES)}")
+    _json(source / "config.json", what="a Hugging Face model folder needs config.json")
     folder = cache or cache_dir("gguf")
     target = folder / f"{source.name}-{folder_digest(source)[:16]}.{outtype}.gguf"
     if target.is_file():
