@@ -51,7 +51,7 @@ SMALL: dict[str, Any] = {
     "max_section_words": 200,
     "tokens_per_word": 1.5,
     "trim_loops": True,
-    "reask_loops": True,
+    "reask_repetition": 0.3,
 }
 #: name -> (preset, AgentWrite overrides, llama.cpp sampling passed through the client's extra_body)
 SETTINGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
@@ -59,7 +59,7 @@ SETTINGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "lw": ("lw", {}, {}),
     "lw-untrimmed": ("lw", {"trim_cut_sections": False, "repetition_limit": None}, {}),
     "lw-rp1.15": ("lw", {}, {"repeat_penalty": 1.15}),
-    "lw-loops": ("lw", {"trim_loops": True, "reask_loops": True}, {}),
+    "lw-loops": ("lw", {"trim_loops": True, "reask_repetition": 0.3}, {}),
     "lw-fit": ("lw", {"fit_budgets": True, "tokens_per_word": 1.5, "trim_loops": True}, {}),
     "lw-fit-rp1.1": ("lw", {"fit_budgets": True, "tokens_per_word": 1.5, "trim_loops": True}, {"repeat_penalty": 1.1}),
     "lw-fit-rp1.15": (
@@ -71,6 +71,9 @@ SETTINGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "small": ("lw", SMALL, {}),
     "small-rp1.1": ("lw", SMALL, {"repeat_penalty": 1.1}),
     "small-rp1.15": ("lw", SMALL, {"repeat_penalty": 1.15}),
+    "small-rp1.15-dry": ("lw", SMALL, {"repeat_penalty": 1.15, "dry_multiplier": 0.8}),
+    "small-rp1.15-ctx0": ("lw", {**SMALL, "context_sections": 0}, {"repeat_penalty": 1.15}),
+    "small-rp1.15-ctx1": ("lw", {**SMALL, "context_sections": 1}, {"repeat_penalty": 1.15}),
 }
 
 

@@ -41,6 +41,15 @@ async def test_write_prompts_share_the_longest_prefix(scripted) -> None:
         assert "Write an essay on TOPIC-0." in shared and "T0 point 3" in shared
 
 
+async def test_context_sections_shows_only_the_last_sections(scripted) -> None:
+    with ScriptedServer(scripted.reply) as server:
+        document = await AgentWrite(client_for(server), context_sections=1).run(scripted.instructions(1)[0])
+    third = server.calls[3]["messages"][0]["content"]
+    first, second = (s.text for s in document.sections[:2])
+    assert f"[...]\n\n{second}\n\nNow write paragraph 3" in third and first not in third
+    assert document.text == "\n\n".join(s.text for s in document.sections)  # the document keeps every section
+
+
 async def test_cached_token_fraction_is_reported(scripted) -> None:
     def reply(request):
         return Reply(scripted.reply(request), cached_tokens=10)
@@ -156,7 +165,7 @@ async def test_loop_is_cut_where_it_starts_and_a_short_remainder_reasked(scripte
     assert reask[1]["content"] == first_60 + " I am a writer." and "only 64 words" in reask[2]["content"]
 
 
-async def test_looping_section_is_reasked_with_reask_loops(scripted) -> None:
+async def test_looping_section_is_reasked_above_reask_repetition(scripted) -> None:
     calls = {"n": 0}
 
     def reply(request):
@@ -166,7 +175,7 @@ async def test_looping_section_is_reasked_with_reask_loops(scripted) -> None:
         return "I am a writer. " * 200 if calls["n"] == 1 else scripted.reply(request)
 
     with ScriptedServer(reply) as server:
-        document = await AgentWrite(client_for(server), reask_loops=True).run(scripted.instructions(1)[0])
+        document = await AgentWrite(client_for(server), reask_repetition=0.3).run(scripted.instructions(1)[0])
     assert document.status == "done" and document.sections[1].attempts == 2
     assert server.calls[3]["messages"] == server.calls[2]["messages"]  # a fresh sample of the same request
 

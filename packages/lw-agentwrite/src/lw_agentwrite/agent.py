@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lw_core import (
-    REPETITION_THRESHOLD,
     ChatClient,
     ClientError,
     Document,
@@ -37,6 +36,15 @@ TextCallback = Callable[[Instruction, int, str], None]
 
 #: ``finish_reason`` values that make a document ``truncated``: cut mid-sentence, or mostly repetition.
 SINKING = frozenset({"length", "repetitive"})
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One reply to a step after trimming: its text, why it ended, and its share of repeated 4-grams."""
+
+    text: str
+    reason: str | None
+    repeated: float
 
 
 class WriteError(LWError):
@@ -84,11 +92,13 @@ class AgentWrite:
 
     Length control for writers that do not stop by themselves: a section cut at its cap keeps its text up to the last
     complete sentence (``trim_cut_sections``; ``finish_reason="trimmed"``, the document stays ``done``); with
-    ``trim_loops`` a section is also cut where it starts looping or copying earlier sections. A section still mostly
-    repetition (more than ``repetition_limit`` of its 4-grams seen before in it or in the text so far, lw-data's
-    filter) is ``"repetitive"`` and makes the document ``truncated``, as does one cut where no sentence ends
-    (``"length"``). A section shorter than ``too_short_ratio``
-    of its budget is re-asked once, and a repetitive one with ``reask_loops``; the better answer is kept.
+    ``trim_loops`` a section is also cut where it starts looping or copying earlier sections. A section's repetition
+    is the share of its 4-grams seen before, in it or in the text so far (lw-data's repeated-4-gram ratio, which
+    also sees a copy of an earlier section): a section mostly repetition (above ``repetition_limit``) is
+    ``"repetitive"`` and makes the document ``truncated``, as does one cut where no sentence ends (``"length"``);
+    milder repetition is left to lw-data's document filter. A section shorter than ``too_short_ratio`` of its budget
+    is re-asked once, and one above ``reask_repetition`` too; the better answer is kept. ``context_sections`` shows
+    only the last so many sections of the text so far in our write prompt (a small model copies what it sees).
     ``fit_budgets`` scales the plan's word counts to sum to the requested length.
 
     ``on_section`` is called after each finished section, ``on_text`` with every streamed piece of text
@@ -111,8 +121,9 @@ class AgentWrite:
     fit_budgets: bool = False
     trim_cut_sections: bool = True
     trim_loops: bool = False
-    reask_loops: bool = False
-    repetition_limit: float | None = REPETITION_THRESHOLD
+    reask_repetition: float | None = None
+    repetition_limit: float | None = 0.5
+    context_sections: int | None = None
     on_section: SectionCallback | None = None
     on_text: TextCallback | None = None
     _defaults: dict[str, Prompts] = field(default_factory=dict, init=False, repr=False)
@@ -304,45 +315,52 @@ class AgentWrite:
     ) -> Section:
         budget = step.word_count or self.default_section_words
         max_tokens = self.section_tokens(step)
-        messages = [{"role": "user", "content": prompts.write_prompt(instruction, plan, sections, step)}]
+        shown = sections
+        if self.context_sections is not None and prompts.style == "lw":
+            shown = sections[max(0, len(sections) - self.context_sections) :]
+        content = prompts.write_prompt(instruction, plan, shown, step, omitted=len(sections) - len(shown))
+        messages = [{"role": "user", "content": content}]
         completion = await self._complete(instruction, step.index, messages, max_tokens)
         usage, attempts = completion.usage, 1
         raw = prompts.style == "paper"
-        context = "\n\n".join(s.text for s in sections)
-        text, reason = self._control(completion.text, completion.finish_reason, context, raw=raw)
+        context = self._context(sections)
+        answer = self._control(completion.text, completion.finish_reason, context, raw=raw)
         retry: list[dict[str, str]] | None = None
-        if reason not in ("length", "repetitive") and count_words(text) < self.too_short_ratio * budget:
+        if answer.reason not in SINKING and count_words(answer.text) < self.too_short_ratio * budget:
             log.info("section %d of %s: %d words for a budget of %d, re-asking", step.index, instruction.id,
-                     count_words(text), budget)  # fmt: skip
+                     count_words(answer.text), budget)  # fmt: skip
             values = {"step_index": step.index, "step_point": step.main_point, "step_words": budget}
-            follow_up = prompts.render("too_short", words=count_words(text), **values)
-            retry = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": follow_up}]
-        elif reason == "repetitive" and self.reask_loops:
-            log.info("section %d of %s is mostly repetition, re-asking", step.index, instruction.id)
+            follow_up = prompts.render("too_short", words=count_words(answer.text), **values)
+            retry = [*messages, {"role": "assistant", "content": answer.text}, {"role": "user", "content": follow_up}]
+        elif self.reask_repetition is not None and answer.repeated > self.reask_repetition:
+            log.info("section %d of %s: %.0f%% repetition, re-asking", step.index, instruction.id,
+                     100 * answer.repeated)  # fmt: skip
             retry = messages
         if retry is not None:
             again = await self._complete(instruction, step.index, retry, max_tokens)
             usage, attempts = usage + again.usage, 2
             other = self._control(again.text, again.finish_reason, context, raw=raw)
-            if _rank(other) > _rank((text, reason)):
-                text, reason = other
-        if text == "":  # as the original, which drops the document when a reply is empty (ours are stripped)
+            if self._rank(other) > self._rank(answer):
+                answer = other
+        if answer.text == "":  # as the original, which drops the document when a reply is empty (ours are stripped)
             raise WriteError(
                 f"model {self.client.model!r} answered step {step.index} of instruction {instruction.id} with nothing"
             )
         return Section(
             index=step.index,
-            text=text,
-            word_count=count_words(text),
-            finish_reason=reason,
+            text=answer.text,
+            word_count=count_words(answer.text),
+            finish_reason=answer.reason,
             usage=usage,
             attempts=attempts,
         )
 
-    def _control(
-        self, text: str, finish_reason: str | None, context: str, *, raw: bool = False
-    ) -> tuple[str, str | None]:
-        """Trim a loop or a cut section back to a complete sentence, and flag what is still mostly repetition.
+    def _context(self, sections: list[Section]) -> str:
+        """The text so far, which a new section must not copy (lw-data measures repetition over the document)."""
+        return "\n\n".join(s.text for s in sections)
+
+    def _control(self, text: str, finish_reason: str | None, context: str, *, raw: bool = False) -> _Answer:
+        """Trim a loop or a cut section back to a complete sentence, and measure and flag its repetition.
 
         ``context`` is the text written before: a section that copies it repeats itself as much as one that loops.
         ``raw`` (paper-style prompts) keeps the reply exactly as it came when nothing is trimmed: the original
@@ -358,9 +376,17 @@ class AgentWrite:
             kept = trim_to_sentence(text)
             if kept:
                 text, finish_reason = kept, "trimmed"
-        if self.repetition_limit is not None and repeated_share(text, context) > self.repetition_limit:
+        measure = self.repetition_limit is not None or self.reask_repetition is not None
+        repeated = repeated_share(text, context) if measure else 0.0
+        if self.repetition_limit is not None and repeated > self.repetition_limit:
             finish_reason = "repetitive"
-        return text, finish_reason
+        return _Answer(text, finish_reason, repeated)
+
+    def _rank(self, answer: _Answer) -> tuple[bool, bool, bool, int]:
+        """Which of two answers to a step to keep: not sinking the document, not cut mid-sentence, not worth a
+        re-ask for repetition, then the longer."""
+        tolerable = self.reask_repetition is None or answer.repeated <= self.reask_repetition
+        return answer.reason != "repetitive", answer.reason != "length", tolerable, count_words(answer.text)
 
     async def _complete(
         self, instruction: Instruction, index: int, messages: list[dict[str, str]], max_tokens: int | None
@@ -427,12 +453,6 @@ class AgentWrite:
 
 #: The names :meth:`AgentWrite.preset` knows.
 PRESETS: tuple[str, ...] = ("paper", "lw")
-
-
-def _rank(answer: tuple[str, str | None]) -> tuple[bool, bool, int]:
-    """Which of two answers to a step to keep: not repetitive, then not cut mid-sentence, then the longer."""
-    text, reason = answer
-    return reason != "repetitive", reason != "length", count_words(text)
 
 
 def fit_counts(counts: list[int], total: int) -> list[int]:

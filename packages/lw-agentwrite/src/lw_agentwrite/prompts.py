@@ -133,8 +133,10 @@ class Prompts:
             return self.render("plan", INST=instruction.prompt)
         return self.render("plan", instruction=instruction.prompt, length_hint=length_hint(instruction))
 
-    def write_prompt(self, instruction: Instruction, plan: Plan, done: Sequence[Section], step: PlanStep) -> str:
-        """The request for ``step`` after the sections ``done`` (in order)."""
+    def write_prompt(
+        self, instruction: Instruction, plan: Plan, done: Sequence[Section], step: PlanStep, omitted: int = 0
+    ) -> str:
+        """The request for ``step`` after the sections ``done`` (in order; ``omitted`` earlier ones not shown)."""
         if self.style == "paper":
             return self.render(
                 "write",
@@ -143,7 +145,8 @@ class Prompts:
                 TEXT=paper_text(done),
                 STEP=step.main_point.strip(),
             )
-        written = "\n\n".join(s.text for s in done) or ("（暂无）" if instruction.language == "zh" else "(nothing yet)")
+        written = "\n\n".join(["[...]"] * bool(omitted) + [s.text for s in done])
+        written = written or ("（暂无）" if instruction.language == "zh" else "(nothing yet)")
         return self.render(
             "write",
             instruction=instruction.prompt,
