@@ -75,7 +75,13 @@ class DataSection(_Section):
     """lw-data's SFT filters and the mix with general chats."""
 
     min_words: int = Field(100, ge=0, description="drop shorter documents")
-    max_repetition: float = Field(0.5, ge=0, le=1, description="drop documents with a higher repeated 4-gram ratio")
+    max_repetition: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="drop documents with a higher repeated 4-gram ratio; also what counts as a "
+        "degenerate benchmark output",
+    )
     keep_truncated: bool = Field(False, description="keep documents cut by a token cap")
     strip_plan_echo: bool = Field(False, description="cut plan labels a teacher copied into its sections (ours)")
     long_fraction: float = Field(1.0, gt=0, le=1, description="share of long-writing records in the training mix")
@@ -110,7 +116,6 @@ class BenchSection(_Section):
     ruler: bool = False
     ruler_max_required: int | None = Field(None, ge=1)
     ruler_items_per_length: int | None = Field(None, ge=1)
-    repetition_threshold: float = Field(0.5, gt=0, le=1, description="repeated 4-gram ratio of a degenerate output")
 
 
 class DPOSection(_Section):

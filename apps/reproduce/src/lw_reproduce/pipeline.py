@@ -309,7 +309,7 @@ class _Pipeline:
             judgments = read_judgments(judgments_path) if judgments_path.exists() else []
             report = score_run(
                 predictions, judgments, items=items, model=label, judge=judge_client.model, dataset=dataset,
-                repetition_threshold=bench.repetition_threshold,
+                repetition_threshold=self.config.data.max_repetition,
             )  # fmt: skip
             write_bench_report(report, folder_)
             summary[name] = {
@@ -410,7 +410,7 @@ class _Pipeline:
         small_judge = not self.config.judge.base_url
         paths = compare_runs(
             {k: v for k, v in runs.items() if v is not None or k == "base"}, folder,
-            ruler=ruler, small_judge=small_judge, threshold=self.config.bench.repetition_threshold,
+            ruler=ruler, small_judge=small_judge, threshold=self.config.data.max_repetition,
         )  # fmt: skip
         stages = _stage_table(self.run)
         heading = f"# {self.config.name}: {self.config.purpose} (profile {self.config.profile})\n\n"
