@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lw_agentwrite import AgentWrite, BatchStats, run_batch
+from lw_agentwrite import AgentWrite, BatchStats, preset_sampling, run_batch
 from lw_core import REPETITION_THRESHOLD, Document, Instruction, read_jsonl, repeated_ngram_ratio
 from lw_serve import EMBEDDED_MODEL, LlamaCppBackend, Server
 
@@ -46,34 +46,33 @@ INSTRUCTIONS = [
     ("Write a 1500-word guide to planning a week-long hiking trip in the mountains.", 1500),
 ]
 
-SMALL: dict[str, Any] = {
-    "fit_budgets": True,
-    "max_section_words": 200,
-    "tokens_per_word": 1.5,
-    "trim_loops": True,
-    "reask_repetition": 0.3,
-}
+RP = {"repeat_penalty": 1.15}
 #: name -> (preset, AgentWrite overrides, llama.cpp sampling passed through the client's extra_body)
 SETTINGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "paper": ("paper", {}, {}),
     "lw": ("lw", {}, {}),
-    "lw-untrimmed": ("lw", {"trim_cut_sections": False, "repetition_limit": None}, {}),
-    "lw-rp1.15": ("lw", {}, {"repeat_penalty": 1.15}),
-    "lw-loops": ("lw", {"trim_loops": True, "reask_repetition": 0.3}, {}),
-    "lw-fit": ("lw", {"fit_budgets": True, "tokens_per_word": 1.5, "trim_loops": True}, {}),
-    "lw-fit-rp1.1": ("lw", {"fit_budgets": True, "tokens_per_word": 1.5, "trim_loops": True}, {"repeat_penalty": 1.1}),
-    "lw-fit-rp1.15": (
+    "small": ("small", {}, preset_sampling("small")),
+    # the levers, one at a time, on the lw preset as it was before (no fitting, trimming or re-asking)
+    "lw-before": (
         "lw",
-        {"fit_budgets": True, "tokens_per_word": 1.5, "trim_loops": True},
-        {"repeat_penalty": 1.15},
+        {
+            "fit_budgets": False,
+            "trim_cut_sections": False,
+            "trim_loops": False,
+            "reask_repetition": None,
+            "repetition_limit": None,
+        },
+        {},
     ),
+    "lw-rp1.15": ("lw", {"fit_budgets": False, "trim_loops": False, "reask_repetition": None}, RP),
+    "lw-fit-rp1.1": ("lw", {"tokens_per_word": 1.5}, {"repeat_penalty": 1.1}),
+    "lw-fit-rp1.15": ("lw", {"tokens_per_word": 1.5}, RP),
     # sections no longer than a small model writes before it stops (or its cap cuts it)
-    "small": ("lw", SMALL, {}),
-    "small-rp1.1": ("lw", SMALL, {"repeat_penalty": 1.1}),
-    "small-rp1.15": ("lw", SMALL, {"repeat_penalty": 1.15}),
-    "small-rp1.15-dry": ("lw", SMALL, {"repeat_penalty": 1.15, "dry_multiplier": 0.8}),
-    "small-rp1.15-ctx0": ("lw", {**SMALL, "context_sections": 0}, {"repeat_penalty": 1.15}),
-    "small-rp1.15-ctx1": ("lw", {**SMALL, "context_sections": 1}, {"repeat_penalty": 1.15}),
+    "small-norp": ("small", {}, {}),
+    "small-rp1.1": ("small", {}, {"repeat_penalty": 1.1}),
+    "small-rp1.15-dry": ("small", {}, {**RP, "dry_multiplier": 0.8}),
+    "small-rp1.15-ctx0": ("small", {"context_sections": 0}, RP),
+    "small-rp1.15-ctx1": ("small", {"context_sections": 1}, RP),
 }
 
 

@@ -124,8 +124,9 @@ async def test_section_that_is_mostly_repetition_sinks_the_document(scripted) ->
         return text if scripted.key(request)[1] != 2 else "I am a writer. " * 200
 
     with ScriptedServer(reply) as server:
-        document = await AgentWrite(client_for(server)).run(scripted.instructions(1)[0])
-        lenient = await AgentWrite(client_for(server), repetition_limit=None).run(scripted.instructions(1)[0])
+        agent = AgentWrite(client_for(server), trim_loops=False, reask_repetition=None)
+        document = await agent.run(scripted.instructions(1)[0])
+        lenient = await replace(agent, repetition_limit=None).run(scripted.instructions(1)[0])
     assert document.status == "truncated"
     assert [s.finish_reason for s in document.sections] == ["stop", "repetitive", "stop"]
     assert lenient.status == "done" and lenient.sections[1].finish_reason == "trimmed"
@@ -175,7 +176,7 @@ async def test_looping_section_is_reasked_above_reask_repetition(scripted) -> No
         return "I am a writer. " * 200 if calls["n"] == 1 else scripted.reply(request)
 
     with ScriptedServer(reply) as server:
-        document = await AgentWrite(client_for(server), reask_repetition=0.3).run(scripted.instructions(1)[0])
+        document = await AgentWrite(client_for(server), trim_loops=False).run(scripted.instructions(1)[0])
     assert document.status == "done" and document.sections[1].attempts == 2
     assert server.calls[3]["messages"] == server.calls[2]["messages"]  # a fresh sample of the same request
 
@@ -202,7 +203,7 @@ async def test_unusable_plans_are_rejected_and_retried(scripted) -> None:
     )
 
     with ScriptedServer(lambda request: next(replies, None) or scripted.reply(request)) as server:
-        agent = AgentWrite(client_for(server), plan_attempts=5)
+        agent = AgentWrite(client_for(server), plan_attempts=5, fit_budgets=False)  # fitted, 90000 would become 300
         plan = await agent.plan(scripted.instructions(1)[0])
     assert len(plan.steps) == 3 and len(server.calls) == 5
 
@@ -232,8 +233,8 @@ async def test_fitted_budgets_sum_to_the_requested_length() -> None:
     with ScriptedServer(lambda request: plan_text) as server:
         instruction = Instruction(prompt="x", length=1200)
         with pytest.raises(PlanError, match="word counts total 240, far from the requested 1200"):
-            await AgentWrite(client_for(server), plan_attempts=1).plan(instruction)
-        plan = await AgentWrite(client_for(server), fit_budgets=True, max_section_words=None).plan(instruction)
+            await AgentWrite(client_for(server), plan_attempts=1, fit_budgets=False).plan(instruction)
+        plan = await AgentWrite(client_for(server), max_section_words=None).plan(instruction)
     assert [s.word_count for s in plan.steps] == [500, 700]
 
 

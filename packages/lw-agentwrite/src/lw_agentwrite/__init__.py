@@ -1,19 +1,22 @@
 """lw-agentwrite: AgentWrite plan-then-write generation, embeddable, resumable and run at scale."""
 
-from lw_agentwrite.agent import AgentWrite, PlanError
+from lw_agentwrite.agent import PRESETS, AgentWrite, PlanError, WriteError, preset_sampling
 from lw_agentwrite.batch import BatchStats, read_plans, run_batch
 from lw_agentwrite.parse import PlanParseError, parse_plan
 from lw_agentwrite.prompts import PromptError, Prompts
 
 __version__ = "0.1.0"
 __all__ = [
+    "PRESETS",
     "AgentWrite",
     "BatchStats",
     "PlanError",
     "PlanParseError",
     "PromptError",
     "Prompts",
+    "WriteError",
     "parse_plan",
+    "preset_sampling",
     "read_plans",
     "run_batch",
 ]

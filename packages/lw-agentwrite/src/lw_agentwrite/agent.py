@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lw_core import (
+    REPETITION_THRESHOLD,
     ChatClient,
     ClientError,
     Document,
@@ -118,10 +119,10 @@ class AgentWrite:
     max_section_tokens: int | None = 8192
     too_short_ratio: float = 0.5
     default_section_words: int = 500
-    fit_budgets: bool = False
+    fit_budgets: bool = True
     trim_cut_sections: bool = True
-    trim_loops: bool = False
-    reask_repetition: float | None = None
+    trim_loops: bool = True
+    reask_repetition: float | None = REPETITION_THRESHOLD
     repetition_limit: float | None = 0.5
     context_sections: int | None = None
     on_section: SectionCallback | None = None
@@ -136,31 +137,27 @@ class AgentWrite:
           filled as its code fills them, every plan line a step, temperature 1.0, no top_p, 4096 max tokens for the
           plan and for every section, no length hint, no re-asks, no trimming, no repetition check.
         - ``"lw"``: ours (the defaults of this class): length-hinted plan prompt, parsed and checked plans (JSON
-          where the server enforces schemas), per-section token caps from the budgets, re-asks, trimming.
+          where the server enforces schemas) with budgets fitted to the requested length, per-section token caps,
+          re-asks of short or repetitive sections, trimming at the cap and at loops.
+        - ``"small"``: ``lw`` for a small teacher that does not stop by itself (the embedded 135M model): sections
+          of at most 200 words (what such a model writes before it stops or loops), capped at 1.5 tokens a word.
+          Measured with the server sampling :func:`preset_sampling` gives (llama.cpp's ``repeat_penalty``); build
+          the client with it, e.g. ``OpenAIChatClient(..., extra_body=preset_sampling("small"))``.
 
         >>> from lw_core import OpenAIChatClient
         >>> agent = AgentWrite.preset("lw", OpenAIChatClient("http://127.0.0.1:8000/v1", "m"), temperature=0.7)
         >>> agent.temperature, agent.top_p, agent.trim_cut_sections
         (0.7, 0.8, True)
         """
-        if name == "paper":
-            settings: dict[str, Any] = {
-                "prompts": Prompts.paper(),
-                "temperature": 1.0,
-                "top_p": None,
-                "max_steps": 50,
-                "plan_attempts": 1,
-                "plan_max_tokens": 4096,
-                "tokens_per_word": None,
-                "max_section_tokens": 4096,
-                "too_short_ratio": 0.0,
-                "trim_cut_sections": False,
-                "repetition_limit": None,
-            }
-        elif name == "lw":
-            settings = {}
-        else:
+        if name not in PRESETS:
             raise LWError(f"unknown AgentWrite preset {name!r}; expected one of: {', '.join(PRESETS)}")
+        settings = dict(PRESETS[name])
+        if name == "paper":
+            settings["prompts"] = Prompts.paper()
+        missing = {k: v for k, v in preset_sampling(name).items() if getattr(client, "extra_body", {}).get(k) != v}
+        if missing:
+            log.warning("the %r preset was measured with the server sampling %s, which the client does not send; "
+                        "build it with extra_body=preset_sampling(%r)", name, missing, name)  # fmt: skip
         return cls(client, **{**settings, **overrides})
 
     def prompts_for(self, instruction: Instruction) -> Prompts:
@@ -451,8 +448,36 @@ class AgentWrite:
         return run_sync(self.run(instruction, plan))
 
 
-#: The names :meth:`AgentWrite.preset` knows.
-PRESETS: tuple[str, ...] = ("paper", "lw")
+#: The settings of each :meth:`AgentWrite.preset` (``paper`` also gets ``Prompts.paper()``).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "temperature": 1.0,
+        "top_p": None,
+        "max_steps": 50,
+        "plan_attempts": 1,
+        "plan_max_tokens": 4096,
+        "tokens_per_word": None,
+        "max_section_tokens": 4096,
+        "too_short_ratio": 0.0,
+        "fit_budgets": False,
+        "trim_cut_sections": False,
+        "trim_loops": False,
+        "reask_repetition": None,
+        "repetition_limit": None,
+    },
+    "lw": {},
+    "small": {"max_section_words": 200, "tokens_per_word": 1.5},
+}
+_SAMPLING: dict[str, dict[str, Any]] = {"small": {"repeat_penalty": 1.15}}
+
+
+def preset_sampling(name: str) -> dict[str, Any]:
+    """The server-specific sampling a preset was measured with, for the client's ``extra_body`` (llama.cpp names).
+
+    >>> preset_sampling("small"), preset_sampling("paper")
+    ({'repeat_penalty': 1.15}, {})
+    """
+    return dict(_SAMPLING.get(name, {}))
 
 
 def fit_counts(counts: list[int], total: int) -> list[int]:

@@ -15,7 +15,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lw_agentwrite.agent import AgentWrite
+from lw_agentwrite.agent import AgentWrite, preset_sampling
 from lw_agentwrite.batch import BatchStats, Mode, read_plans, run_batch
 from lw_agentwrite.prompts import Prompts
 
@@ -36,7 +36,8 @@ ApiKey = Annotated[
 Preset = Annotated[
     str,
     typer.Option(
-        help="Settings: 'lw' (ours) or 'paper' (THUDM/LongWriter's prompts and sampling, exactly); flags override."
+        help="Settings: 'lw' (ours), 'small' (ours for a small teacher that does not stop, with its server sampling) "
+        "or 'paper' (THUDM/LongWriter's prompts and sampling, exactly); flags override."
     ),
 ]
 Concurrency = Annotated[int, typer.Option(min=1, help="Instructions (and requests) in flight at once.")]
@@ -196,7 +197,7 @@ def _agent(options: _Options) -> AgentWrite:
         api_key=options.api_key,
         concurrency=options.concurrency,
         capabilities=Capabilities(json_schema=options.json_plan, concurrency=options.concurrency),
-        extra_body=_sampling(options.sampling),
+        extra_body={**preset_sampling(options.preset), **_sampling(options.sampling)},
     )
     overrides: dict[str, Any] = {}
     if options.plan_prompt is not None or options.write_prompt is not None:
