@@ -59,10 +59,10 @@ def bench_items(n: int) -> list[BenchItem]:
     return [BenchItem(prompt=f"Write about BENCH-{i} in {200 + 10 * i} words.", length=200 + 10 * i) for i in range(n)]
 
 
-def prose(words: int) -> str:
-    """``words`` distinct letter-only words in sentences of ten (no loop for the repetition check to flag)."""
+def prose(words: int, start: int = 0) -> str:
+    """``words`` distinct letter-only words in sentences of ten (no loop for the repetition checks to flag)."""
     out = []
-    for k in range(words):
+    for k in range(start, start + words):
         letters, n = "", k
         while True:
             n, digit = divmod(n, 26)
@@ -86,7 +86,7 @@ def request_key(request: dict[str, Any]) -> tuple[str, int, int]:
 
 
 def scripted_reply(request: dict[str, Any]) -> str:
-    kind = request_key(request)[0]
+    kind, topic, step = request_key(request)
     text = request["messages"][-1]["content"]
     if kind == "bench":
         return prose(int(re.search(r"in (\d+) words", text).group(1)))  # type: ignore[union-attr]
@@ -101,7 +101,7 @@ def scripted_reply(request: dict[str, Any]) -> str:
             for k in range(1, SECTIONS + 1)
         )
     asked = re.findall(r"about (\d+) words", text)
-    return prose(int(asked[-1]) if asked else SECTION_WORDS)
+    return prose(int(asked[-1]) if asked else SECTION_WORDS, start=(topic * SECTIONS + step) * 1000)  # no copies
 
 
 def drive(workload: str, base_url: str, folder: Path, n: int) -> None:
@@ -173,7 +173,7 @@ def soak_faults(workload: str, n: int, kills: int, seed: int, folder: Path) -> d
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
             if killed < kills:
                 try:
-                    proc.wait(timeout=rng.uniform(1.5, 6.0))
+                    proc.wait(timeout=rng.uniform(1.0, 3.5))
                 except subprocess.TimeoutExpired:
                     os.kill(proc.pid, signal.SIGKILL)
                     proc.wait()
@@ -264,6 +264,7 @@ def soak_load(clients: int, requests: int, rounds: int = 5) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
     rss: list[float] = []
+    fds_during: list[int] = []
     with Server("smollm2-135m-instruct", "llamacpp") as server, progress() as bar:
         pids = server.pids
         task = bar.add_task(f"load: {clients} clients", total=per_round * clients * rounds)
@@ -281,6 +282,7 @@ def soak_load(clients: int, requests: int, rounds: int = 5) -> dict[str, Any]:
                         )
                         assert reply.finish_reason in ("stop", "length"), reply.finish_reason
                         latencies.append(time.perf_counter() - started)
+                        fds_during.append(_fds())
                     except Exception as exc:  # counted, and the soak reports them
                         errors.append(f"{type(exc).__name__}: {exc}")
                     bar.advance(task)
@@ -295,7 +297,7 @@ def soak_load(clients: int, requests: int, rounds: int = 5) -> dict[str, Any]:
             asyncio.run(one_round(round_))
             rss.append(_rss_mb())
         elapsed = time.perf_counter() - started
-        fds_during = _fds()
+        fds_after_load = _fds()
     time.sleep(0.5)
     left = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
     latencies.sort()
@@ -311,8 +313,9 @@ def soak_load(clients: int, requests: int, rounds: int = 5) -> dict[str, Any]:
         "server_processes_left": len(left),
         "new_child_processes_left": len(set(_children()) - children_before),
         "fds_before": fds_before,
-        "fds_while_serving": fds_during,
-        "fds_after": _fds(),
+        "fds_peak_during_load": max(fds_during, default=0),
+        "fds_after_load": fds_after_load,
+        "fds_after_server": _fds(),
         "driver_rss_mb_per_round": [round(x, 1) for x in rss],
         "driver_rss_growth_mb_after_round_1": round(rss[-1] - rss[0], 1),
     }
@@ -387,8 +390,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parts", nargs="*", help="faults, load and/or memory (default: all three)")
     parser.add_argument("--kills", type=int, default=10, help="SIGKILLs of the driver per workload")
-    parser.add_argument("--instructions", type=int, default=40, help="AgentWrite instructions (the last unplannable)")
-    parser.add_argument("--items", type=int, default=60, help="lw-bench items to predict")
+    parser.add_argument("--instructions", type=int, default=60, help="AgentWrite instructions (the last unplannable)")
+    parser.add_argument("--items", type=int, default=120, help="lw-bench items to predict")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients on llama.cpp")
     parser.add_argument("--requests", type=int, default=320, help="short requests on llama.cpp in all")
     parser.add_argument("--size-gb", type=float, default=2.0, help="size of the JSONL file read in bounded memory")
