@@ -73,6 +73,15 @@ SETTINGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "small-rp1.15-dry": ("small", {}, {**RP, "dry_multiplier": 0.8}),
     "small-rp1.15-ctx0": ("small", {"context_sections": 0}, RP),
     "small-rp1.15-ctx1": ("small", {"context_sections": 1}, RP),
+    "small-ctx0-short0.8": ("small", {"context_sections": 0, "too_short_ratio": 0.8}, RP),
+    "small-tpw1.2": ("small", {"tokens_per_word": 1.2}, RP),
+    "small-nocontinue": ("small", {"continue_short": 0}, RP),
+    "small-ctx1-short0.8": ("small", {"context_sections": 1, "too_short_ratio": 0.8}, RP),
+    "small-ctx0-short0.8-w150": (
+        "small",
+        {"context_sections": 0, "too_short_ratio": 0.8, "max_section_words": 150, "tokens_per_word": 2.0},
+        RP,
+    ),
 }
 
 

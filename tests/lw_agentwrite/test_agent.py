@@ -79,6 +79,31 @@ async def test_far_too_short_section_is_reasked_once_and_the_longer_kept(scripte
     assert reask[1]["content"] == "too short" and "only 2 words" in reask[2]["content"]
 
 
+async def test_short_section_is_continued_until_near_its_budget(scripted) -> None:
+    continued = itertools.count(1)
+
+    def reply(request):  # section 2 stops after 30 words every time; asked to go on, it adds up to 40 new ones
+        topic, step = scripted.key(request)
+        last = request["messages"][-1]["content"]
+        if step != 2:
+            return scripted.reply(request)
+        if "Continue paragraph 2" in last:
+            missing = int(re.search(r"about (\d+) more words", last).group(1))
+            return scripted.prose(min(missing, 40), start=scripted.start_of(topic, 2) + 100 * next(continued))
+        return scripted.prose(30, start=scripted.start_of(topic, 2))
+
+    with ScriptedServer(reply) as server:
+        agent = AgentWrite(client_for(server), too_short_ratio=0.8, continue_short=3)
+        document = await agent.run(scripted.instructions(1)[0])
+    second = document.sections[1]
+    assert document.status == "done" and second.word_count == 30 + 40 + 30  # re-asked once, then continued twice
+    assert second.attempts == 4 and second.text.count("\n\n") == 2
+    extend = server.calls[4]["messages"]
+    assert [m["role"] for m in extend] == ["user", "assistant", "user"]
+    assert "has 30 words" in extend[2]["content"] and "about 70 more words" in extend[2]["content"]
+    assert server.calls[4]["max_tokens"] == 70 * 2 + 32  # the missing words set the cap
+
+
 async def test_section_cut_at_its_cap_keeps_its_last_complete_sentence(scripted) -> None:
     def reply(request):  # section 3 does not stop: 1000 more distinct words in sentences of ten
         text = scripted.reply(request)

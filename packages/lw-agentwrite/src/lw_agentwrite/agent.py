@@ -98,7 +98,8 @@ class AgentWrite:
     also sees a copy of an earlier section): a section mostly repetition (above ``repetition_limit``) is
     ``"repetitive"`` and makes the document ``truncated``, as does one cut where no sentence ends (``"length"``);
     milder repetition is left to lw-data's document filter. A section shorter than ``too_short_ratio`` of its budget
-    is re-asked once, and one above ``reask_repetition`` too; the better answer is kept. ``context_sections`` shows
+    is re-asked once, and one above ``reask_repetition`` too; the better answer is kept. One still that short is then
+    continued (asked for the missing words, appended) up to ``continue_short`` times. ``context_sections`` shows
     only the last so many sections of the text so far in our write prompt (a small model copies what it sees).
     ``fit_budgets`` scales the plan's word counts to sum to the requested length.
 
@@ -118,6 +119,7 @@ class AgentWrite:
     tokens_per_word: float | None = 2.0
     max_section_tokens: int | None = 8192
     too_short_ratio: float = 0.5
+    continue_short: int = 0
     default_section_words: int = 500
     fit_budgets: bool = True
     trim_cut_sections: bool = True
@@ -301,10 +303,12 @@ class AgentWrite:
 
     def section_tokens(self, step: PlanStep) -> int | None:
         """``max_tokens`` of a step's call: from its budget, capped by ``max_section_tokens``."""
+        return self._tokens(step.word_count or self.default_section_words)
+
+    def _tokens(self, words: int) -> int | None:
         if self.tokens_per_word is None:
             return self.max_section_tokens
-        budget = step.word_count or self.default_section_words
-        max_tokens = int(budget * self.tokens_per_word) + 32
+        max_tokens = int(words * self.tokens_per_word) + 32
         return min(max_tokens, self.max_section_tokens) if self.max_section_tokens else max_tokens
 
     async def _write_step(
@@ -339,6 +343,22 @@ class AgentWrite:
             other = self._control(again.text, again.finish_reason, context, raw=raw)
             if self._rank(other) > self._rank(answer):
                 answer = other
+        for _ in range(self.continue_short if answer.reason not in SINKING else 0):
+            words = count_words(answer.text)
+            if words >= self.too_short_ratio * budget or not answer.text:
+                break
+            missing = budget - words
+            values = {"step_index": step.index, "step_point": step.main_point, "step_words": budget}
+            follow_up = prompts.render("extend", words=words, missing=missing, **values)
+            extend = [*messages, {"role": "assistant", "content": answer.text}, {"role": "user", "content": follow_up}]
+            more = await self._complete(instruction, step.index, extend, self._tokens(missing))
+            usage, attempts = usage + more.usage, attempts + 1
+            addition = self._control(more.text, more.finish_reason, f"{context}\n\n{answer.text}", raw=raw)
+            copied = self.reask_repetition is not None and addition.repeated > self.reask_repetition
+            if not addition.text or addition.reason in SINKING or copied:
+                break  # nothing new: keep what there is
+            text = f"{answer.text}\n\n{addition.text}"
+            answer = _Answer(text, addition.reason, repeated_share(text, context))
         if answer.text == "":  # as the original, which drops the document when a reply is empty (ours are stripped)
             raise WriteError(
                 f"model {self.client.model!r} answered step {step.index} of instruction {instruction.id} with nothing"
@@ -466,7 +486,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "repetition_limit": None,
     },
     "lw": {},
-    "small": {"max_section_words": 200, "tokens_per_word": 1.5},
+    "small": {
+        "max_section_words": 150,
+        "tokens_per_word": 1.5,
+        "too_short_ratio": 0.8,
+        "continue_short": 2,
+        "context_sections": 0,
+    },
 }
 _SAMPLING: dict[str, dict[str, Any]] = {"small": {"repeat_penalty": 1.15}}
 

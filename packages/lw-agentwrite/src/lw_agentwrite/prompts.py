@@ -32,6 +32,7 @@ _REQUIRED: dict[PromptStyle, dict[str, tuple[str, ...]]] = {
         "plan": ("$instruction",),
         "write": ("$instruction", "$plan", "$written", "$step_index"),
         "too_short": ("$step_words",),
+        "extend": ("$missing",),
     },
     "paper": {"plan": ("$INST$",), "write": ("$INST$", "$PLAN$", "$TEXT$", "$STEP$")},
 }
@@ -59,7 +60,7 @@ def _load(source: TemplateSource) -> str:
 
 @dataclass(frozen=True)
 class Prompts:
-    """The plan, write and re-ask templates for one language, and the ``style`` they are filled in.
+    """The plan, write, re-ask and continue templates for one language, and the ``style`` they are filled in.
 
     >>> p = Prompts.default("en").replace(plan="Plan this in $length_hint: $instruction")
     >>> p.render("plan", instruction="a poem", length_hint="300 words")
@@ -71,6 +72,7 @@ class Prompts:
     plan: str
     write: str
     too_short: str = ""
+    extend: str = ""
     style: PromptStyle = "lw"
 
     def __post_init__(self) -> None:
@@ -85,8 +87,9 @@ class Prompts:
     def default(cls, language: str = "en") -> Prompts:
         """Our packaged templates (the ``lw`` preset); Chinese (``zh``) instructions get Chinese prompts."""
         suffix = "zh" if language == "zh" else "en"
-        plan, write, too_short = (_packaged(f"{kind}_{suffix}.txt") for kind in ("plan", "write", "too_short"))
-        return cls(plan=plan, write=write, too_short=too_short)
+        kinds = ("plan", "write", "too_short", "extend")
+        plan, write, too_short, extend = (_packaged(f"{kind}_{suffix}.txt") for kind in kinds)
+        return cls(plan=plan, write=write, too_short=too_short, extend=extend)
 
     @classmethod
     def paper(cls, plan: TemplateSource | None = None, write: TemplateSource | None = None) -> Prompts:
@@ -105,12 +108,14 @@ class Prompts:
         plan: TemplateSource | None = None,
         write: TemplateSource | None = None,
         too_short: TemplateSource | None = None,
+        extend: TemplateSource | None = None,
     ) -> Prompts:
         """A copy with some templates replaced, each given as template text or a file path."""
         return Prompts(
             plan=_load(plan) if plan is not None else self.plan,
             write=_load(write) if write is not None else self.write,
             too_short=_load(too_short) if too_short is not None else self.too_short,
+            extend=_load(extend) if extend is not None else self.extend,
             style=self.style,
         )
 
