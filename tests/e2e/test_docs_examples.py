@@ -12,12 +12,12 @@ and ``docs/**/*.md``. By language:
 
 A comment on the line before a block says otherwise, visibly in the source:
 
-- ``<!-- not-run: REASON -->``: not run (it serves until Ctrl-C, runs for hours, needs a key or a GPU). Each
-  ``lw``/``lw-*`` command line in it (also after ``python -m``/``accelerate launch -m lw_x``) is still checked
+- ``<!-- not-run: REASON -->``: not run (it serves until Ctrl-C, runs for hours, needs a key or a GPU). Python
+  must compile, and each ``lw``/``lw-*`` command line in it (also after ``python -m``/``accelerate launch -m lw_x``) is still checked
   against that CLI: its commands, options, option values and the count of arguments. Paths need not exist;
   ``[--opt a|b]`` reads as ``--opt a``; a last ``...`` stands for the options shown before (required ones may miss).
-- ``<!-- run-by: tests/PACKAGE/test_FILE.py -->``: a package test runs the block with the inputs it needs; its
-  command lines are checked here as above.
+- ``<!-- run-by: tests/PACKAGE/test_FILE.py -->``: a package test runs the block with the inputs it needs; it is
+  checked here as above.
 - ``<!-- slow: REASON -->``: run here, marked slow (it loads the embedded model).
 """
 
@@ -97,7 +97,7 @@ def blocks(path: Path) -> list[Block]:
 
 ALL = [block for path in DOCUMENTS for block in blocks(path)]
 RUN_HERE = [b for b in ALL if b.kind in (None, "slow") and (b.language == "python" or b.language in SHELLS)]
-CHECKED = [b for b in ALL if b.kind in ("not-run", "run-by") and b.language in SHELLS]
+CHECKED = [b for b in ALL if b.kind in ("not-run", "run-by") and (b.language == "python" or b.language in SHELLS)]
 PARSED = [b for b in ALL if b.language in ("toml", "json", "yaml")]
 
 
@@ -251,7 +251,11 @@ def test_example_runs(block: Block, workdir: Path) -> None:
 
 
 @pytest.mark.parametrize("block", _params(CHECKED))
-def test_command_lines_match_the_cli(block: Block) -> None:
+def test_examples_not_run_here_are_checked(block: Block) -> None:
+    """Python compiles; each lw command line matches its CLI (commands, options, values, argument count)."""
+    if block.language == "python":
+        compile(block.text, block.where, "exec")
+        return
     for line in command_lines(block):
         for argv in lw_invocations(line):
             try:
