@@ -48,7 +48,9 @@ def readme_markdown(readme: str, page: str) -> str:
             return match.group(0)
         shown = _page_for(posixpath.normpath(posixpath.join(posixpath.dirname(readme), target)))
         if shown is None:
-            raise PluginError(f"{readme}: the link to {target!r} has no page on the site: add it to PAGES in {__file__}")
+            raise PluginError(
+                f"{readme}: the link to {target!r} has no page on the site: add it to PAGES in {__file__}"
+            )
         return f"]({posixpath.relpath(shown, posixpath.dirname(page) or '.')}{anchor})"
 
     return _LINK.sub(relink, text)

@@ -12,12 +12,13 @@ and ``docs/**/*.md``. By language:
 
 A comment on the line before a block says otherwise, visibly in the source:
 
-- ``<!-- not-run: REASON -->``: not run (it serves until Ctrl-C, runs for hours, needs a key or a GPU). Python
-  must compile, and each ``lw``/``lw-*`` command line in it (also after ``python -m``/``accelerate launch -m lw_x``) is still checked
-  against that CLI: its commands, options, option values and the count of arguments. Paths need not exist;
-  ``[--opt a|b]`` reads as ``--opt a``; a last ``...`` stands for the options shown before (required ones may miss).
-- ``<!-- run-by: tests/PACKAGE/test_FILE.py -->``: a package test runs the block with the inputs it needs; it is
-  checked here as above.
+- ``<!-- not-run: REASON -->``: not run here (it serves until Ctrl-C, runs for hours, needs a key or GPUs). Python
+  must still compile, and every ``lw``/``lw-*`` command line (also ``python -m lw_x`` and ``accelerate launch ...
+  -m lw_x``) is checked against that CLI: its commands, options, option values and the count of arguments. Paths
+  need not exist; ``[--opt a|b]`` reads as ``--opt a``; a last ``...`` stands for options shown before (so required
+  ones may be missing).
+- ``<!-- run-by: tests/PACKAGE/test_FILE.py -->``: that package test runs the block with the inputs it prepares; it
+  is checked here as above.
 - ``<!-- slow: REASON -->``: run here, marked slow (it loads the embedded model).
 """
 
@@ -102,9 +103,7 @@ PARSED = [b for b in ALL if b.language in ("toml", "json", "yaml")]
 
 
 def _params(blocks: list[Block]) -> list[Any]:
-    return [
-        pytest.param(b, id=b.where, marks=[pytest.mark.slow] if b.kind == "slow" else []) for b in blocks
-    ]
+    return [pytest.param(b, id=b.where, marks=[pytest.mark.slow] if b.kind == "slow" else []) for b in blocks]
 
 
 # --- command lines -------------------------------------------------------------------------------------------------
@@ -112,7 +111,7 @@ def _params(blocks: list[Block]) -> list[Any]:
 
 def command_lines(block: Block) -> list[str]:
     """The command lines of a shell block: continuations joined; for ``console``, only the ``$ `` lines."""
-    lines, joined = block.text.splitlines(), []
+    lines, joined = block.text.splitlines(), list[str]()
     if block.language == "console":
         lines = [line[2:] for line in lines if line.startswith("$ ")]
     for line in lines:
@@ -152,7 +151,7 @@ def check_invocation(argv: list[str]) -> None:
 
     apps = _apps()
     assert argv[0] in apps, f"{argv[0]}: no such command installed (known: {sorted(apps)})"
-    command = typer.main.get_command(apps[argv[0]].load())
+    command: Any = typer.main.get_command(apps[argv[0]].load())  # read through click's public attributes only
     args, path = argv[1:], [argv[0]]
     elided = args[-1:] == ["..."]
     args = args[:-1] if elided else args
@@ -161,7 +160,9 @@ def check_invocation(argv: list[str]) -> None:
         if not rest:
             assert "--help" in args or command.invoke_without_command, f"{' '.join(path)}: a command is missing"
             return
-        assert rest[0] in command.commands, f"{' '.join(path)} has no command {rest[0]!r} (has {sorted(command.commands)})"
+        assert rest[0] in command.commands, (
+            f"{' '.join(path)} has no command {rest[0]!r} (has {sorted(command.commands)})"
+        )
         path.append(rest[0])
         command, args = command.commands[rest[0]], args[used:]
     positional, _ = _consume(command, args, path, elided=elided)
@@ -177,7 +178,7 @@ def _consume(command: Any, args: list[str], path: list[str], *, elided: bool) ->
     """Read the options of ``args`` against ``command``; return the positional arguments and how many tokens were
     read. For a group, stop after the first positional one (its subcommand)."""
     options = {opt: p for p in command.params for opt in [*p.opts, *p.secondary_opts] if opt.startswith("-")}
-    seen, positional, index = set(), [], 0
+    seen, positional, index = set[str](), list[str](), 0
     while index < len(args):
         token = args[index]
         index += 1
@@ -271,7 +272,7 @@ def test_data_blocks_parse(block: Block) -> None:
     elif block.language == "json":
         json.loads(block.text)
     else:
-        import yaml
+        import yaml  # type: ignore[import-untyped]
 
         yaml.safe_load(block.text)
 
@@ -298,13 +299,17 @@ def test_every_block_is_accounted_for() -> None:
 def test_the_convention_catches_mistakes() -> None:
     """The checker itself: what a stale example looks like fails, what the docs write passes."""
     check_invocation(["lw-bench", "judge", "--base-url", "u", "--model", "m", "--predictions", "p", "--out", "o"])
-    check_invocation(lw_invocations("lw-serve export-gguf runs/sft/final --out f.gguf [--outtype f32|f16] [--force]")[0])
+    check_invocation(
+        lw_invocations("lw-serve export-gguf runs/sft/final --out f.gguf [--outtype f32|f16] [--force]")[0]
+    )
     check_invocation(lw_invocations("accelerate launch --config_file x.yaml -m lw_train sft --config c.toml")[0])
     for stale in (
         "lw-bench judge --base-url u --model m --predictions p --out o --no-such-option",
         "lw-bench jugde --base-url u",
         "lw-bench judge --base-url u",  # required options missing
         "lw-serve export-gguf a b --out f.gguf",  # one argument too many
+        "lw-serve export-gguf a --out f.gguf --outtype f17",  # not a value of the option
+        "lw-data instructions --n many --out i.jsonl",  # not a number
         "lw-nothing up",
     ):
         with pytest.raises(AssertionError):
