@@ -413,7 +413,7 @@ class _Pipeline:
             ruler=ruler, small_judge=small_judge, threshold=self.config.data.max_repetition,
         )  # fmt: skip
         stages = _stage_table(self.run)
-        heading = f"# {self.config.name}: {self.config.purpose} (profile {self.config.profile})\n\n"
+        heading = f"**Run {self.config.name}** (profile {self.config.profile}): {self.config.purpose}.\n\n"
         body = paths["md"].read_text(encoding="utf-8")
         atomic_write(paths["md"], heading + body + "\n## Stages\n\n" + stages + "\n")
         return {label: r.overall.length_score if r else None for label, r in runs.items()}
@@ -491,13 +491,33 @@ def _frame(records: list[SFTRecord]) -> Any:
 
 
 def _stage_table(run: RunDir) -> str:
-    lines = ["| stage | elapsed (s) | summary |", "| --- | ---: | --- |"]
+    lines = ["| stage | minutes | summary |", "| --- | ---: | --- |"]
     for name in STAGES:
         if run.is_done(name):
             summary = run.summary(name)
-            elapsed = summary.pop("elapsed_s", "")
-            lines.append(f"| {name} | {elapsed} | {json.dumps(summary, ensure_ascii=False, default=str)[:300]} |")
+            minutes = float(summary.pop("elapsed_s", 0.0)) / 60
+            lines.append(f"| {name} | {minutes:.1f} | {_brief(summary)} |")
     return "\n".join(lines)
+
+
+def _brief(summary: dict[str, Any], prefix: str = "") -> str:
+    """A stage summary as ``key value`` pairs, one level of nesting, paths and long lists left out.
+
+    >>> _brief({"long": 3, "S_l": 55.4761, "ruler": {"S_l": 88.2, "items": 1}, "model": "/tmp/x/model"})
+    'long 3, S_l 55.5, ruler.S_l 88.2, ruler.items 1'
+    """
+    parts = []
+    for key, value in summary.items():
+        if isinstance(value, dict) and not prefix:
+            inner = _brief(value, f"{key}.")
+            parts += [inner] if inner else []
+        elif isinstance(value, bool | int):
+            parts.append(f"{prefix}{key} {value}")
+        elif isinstance(value, float):
+            parts.append(f"{prefix}{key} {value:.1f}")
+        elif isinstance(value, str) and "/" not in value and len(value) <= 40:
+            parts.append(f"{prefix}{key} {value}")
+    return ", ".join(parts)
 
 
 class _Progress:
