@@ -94,6 +94,7 @@ def run_bare_loop(folder: Path, records: list, args: argparse.Namespace) -> tupl
     bins = pack(samples.lengths, args.bin_tokens)
     collate = PackedCollator(pad_token_id=tokenizer.pad_token_id or 0, pad_to_multiple_of=64)
     batches = [collate([samples[i] for i in b]) for b in bins]
+    print(f"packed: {sum(b['input_ids'].numel() for b in batches)} positions in {len(batches)} bins")
     model = use_segment_attention(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)).train()
     cpu = -time.process_time()
     seconds = bare_loop(model, batches)
@@ -122,7 +123,9 @@ def run_trl_padded(folder: Path, records: list, args: argparse.Namespace, work: 
         processing_class=AutoTokenizer.from_pretrained(folder),
         callbacks=[clock],
     )
-    trained = sum(int((batch["labels"][:, 1:] != -100).sum()) for batch in trainer.get_train_dataloader())
+    batches = list(trainer.get_train_dataloader())
+    trained = sum(int((batch["labels"][:, 1:] != -100).sum()) for batch in batches)
+    print(f"trl padded: {sum(b['input_ids'].numel() for b in batches)} positions in {len(batches)} batches")
     start = time.perf_counter()
     trainer.train()
     return trained, time.perf_counter() - start, clock.seconds
