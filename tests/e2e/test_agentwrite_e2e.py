@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from lw_agentwrite import AgentWrite
+from lw_agentwrite import AgentWrite, preset_sampling
+from lw_agentwrite.trim import trim_to_sentence
 from lw_core import Instruction, count_words
 
 
@@ -30,3 +31,21 @@ def test_agentwrite_plans_and_writes_every_section_with_the_embedded_model(embed
     print(f"\nAgentWrite e2e: {len(document.sections)} sections, {document.word_count} words "
           f"(asked 300), status {document.status}, {document.usage.calls} calls, "
           f"prefix-cache {cached if cached is None else f'{cached:.0%}'}, {document.elapsed_s:.1f}s")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_small_preset_fits_budgets_and_ends_sections_on_sentences(embedded_server) -> None:
+    """The small preset on the real 135M model: budgets add up to the request, no section ends mid-sentence."""
+    instruction = Instruction(prompt="Write a 300-word blog post about why people should learn to cook.", length=300)
+    client = embedded_server.new_client(extra_body=preset_sampling("small"))
+    document = AgentWrite.preset("small", client).run_sync(instruction)
+
+    assert document.status in ("done", "truncated"), document.error
+    assert len(document.plan.steps) >= 2  # the JSON schema asks for sections of at most 150 words
+    assert sum(s.word_count for s in document.plan.steps) == 300  # fitted to the request
+    for section in document.sections:
+        assert section.finish_reason in ("stop", "trimmed", "repetitive", "length"), section.finish_reason
+        if section.finish_reason == "trimmed":  # ends on a complete sentence: trimming it again changes nothing
+            assert trim_to_sentence(section.text) == section.text
+    print(f"\nsmall preset e2e: {document.word_count} words (asked 300), {len(document.sections)} sections, "
+          f"{[s.finish_reason for s in document.sections]}, {document.usage.calls} calls")  # fmt: skip
