@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from lw_core import JsonlWriter, atomic_write
 from transformers import TrainerCallback
@@ -113,6 +114,17 @@ def _check_same_config(config: _TrainConfig, saved: dict[str, Any]) -> None:
             f"{config.where(changed[0])}: differs from the config the checkpoints in {checkpoints_dir(config)} were "
             f"made with ({details}); resuming needs the same settings (or choose another output_dir)"
         )
+
+
+def split(count: int, config: _TrainConfig) -> tuple[list[int], list[int]]:
+    """Train and eval indices of ``count`` samples; the ``eval_fraction`` share is drawn with the seed."""
+    if config.eval_fraction <= 0:
+        return list(range(count)), []
+    held = max(1, round(count * config.eval_fraction))
+    if held >= count:
+        raise ConfigError(f"{config.where('eval_fraction')}: leaves no training sample of {count}; lower it")
+    chosen = set(np.random.default_rng([config.seed, 1]).choice(count, size=held, replace=False).tolist())
+    return [i for i in range(count) if i not in chosen], sorted(chosen)
 
 
 def mixed_precision(dtype: str) -> dict[str, bool]:

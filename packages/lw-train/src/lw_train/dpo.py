@@ -58,8 +58,8 @@ def train_dpo(
     pairs = read_pairs(config.data, where=config.where("data"))
     kept, overlong = _within(config, pairs, tokenizer)
     rows = [_conversational(pair) for pair in kept]
-    held = round(len(rows) * config.eval_fraction) if config.eval_fraction else 0
-    train_rows, eval_rows = rows[held:], rows[:held]
+    train_ids, eval_ids = _run.split(len(rows), config)
+    train_rows, eval_rows = [rows[i] for i in train_ids], [rows[i] for i in eval_ids]
 
     set_seed(config.seed)
     try:

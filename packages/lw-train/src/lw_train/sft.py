@@ -69,7 +69,7 @@ def train_sft(
     records = read_sft_records(config.data, where=config.where("data"))
     samples = tokenize_chats(records, tokenizer, max_tokens=config.max_tokens, overlong="drop")
     _check_samples(config, samples, len(records))
-    train_ids, eval_ids = _split(len(samples), config.eval_fraction, config.seed)
+    train_ids, eval_ids = _run.split(len(samples), config)
     step_bins = args.world_size * config.gradient_accumulation_steps * config.packs_per_device
     train_bins = _bins(config, samples, train_ids, step_bins)
     eval_bins = _bins(config, samples, eval_ids, 1) if eval_ids else []
@@ -270,17 +270,6 @@ def _check_samples(config: SFTConfig, samples: TokenizedChats, records: int) -> 
         f"{config.where('data')}: no record of {config.data} has assistant tokens to train on "
         f"({len(samples.dropped_untrained)} without, {len(samples.dropped_overlong)} over-long)"
     )
-
-
-def _split(count: int, eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Train and eval sample indices; the eval share is drawn with the seed."""
-    if eval_fraction <= 0:
-        return list(range(count)), []
-    held = max(1, round(count * eval_fraction))
-    if held >= count:
-        raise ConfigError(f"eval_fraction={eval_fraction} leaves no training sample of {count}")
-    chosen = set(np.random.default_rng([seed, 1]).choice(count, size=held, replace=False).tolist())
-    return [i for i in range(count) if i not in chosen], sorted(chosen)
 
 
 def _bins(config: SFTConfig, samples: TokenizedChats, ids: list[int], step_bins: int) -> list[list[int]]:
