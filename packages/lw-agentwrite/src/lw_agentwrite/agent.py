@@ -322,15 +322,15 @@ class AgentWrite:
         content = prompts.write_prompt(instruction, plan, shown, step, omitted=len(sections) - len(shown))
         messages = [{"role": "user", "content": content}]
         completion = await self._complete(instruction, step.index, messages, max_tokens)
-        usage, attempts = completion.usage, 1
         raw = prompts.style == "paper"
         context = self._context(sections)
         answer = self._control(completion.text, completion.finish_reason, context, raw=raw)
+        calls = [completion]
+        values = {"step_index": step.index, "step_point": step.main_point, "step_words": budget}
         retry: list[dict[str, str]] | None = None
         if answer.reason not in SINKING and count_words(answer.text) < self.too_short_ratio * budget:
             log.info("section %d of %s: %d words for a budget of %d, re-asking", step.index, instruction.id,
                      count_words(answer.text), budget)  # fmt: skip
-            values = {"step_index": step.index, "step_point": step.main_point, "step_words": budget}
             follow_up = prompts.render("too_short", words=count_words(answer.text), **values)
             retry = [*messages, {"role": "assistant", "content": answer.text}, {"role": "user", "content": follow_up}]
         elif self.reask_repetition is not None and answer.repeated > self.reask_repetition:
@@ -338,22 +338,18 @@ class AgentWrite:
                      100 * answer.repeated)  # fmt: skip
             retry = messages
         if retry is not None:
-            again = await self._complete(instruction, step.index, retry, max_tokens)
-            usage, attempts = usage + again.usage, 2
-            other = self._control(again.text, again.finish_reason, context, raw=raw)
+            calls.append(await self._complete(instruction, step.index, retry, max_tokens))
+            other = self._control(calls[-1].text, calls[-1].finish_reason, context, raw=raw)
             if self._rank(other) > self._rank(answer):
                 answer = other
-        for _ in range(self.continue_short if answer.reason not in SINKING else 0):
+        for _ in range(self.continue_short):
             words = count_words(answer.text)
-            if words >= self.too_short_ratio * budget or not answer.text:
+            if answer.reason in SINKING or not answer.text or words >= self.too_short_ratio * budget:
                 break
-            missing = budget - words
-            values = {"step_index": step.index, "step_point": step.main_point, "step_words": budget}
-            follow_up = prompts.render("extend", words=words, missing=missing, **values)
+            follow_up = prompts.render("extend", words=words, missing=budget - words, **values)
             extend = [*messages, {"role": "assistant", "content": answer.text}, {"role": "user", "content": follow_up}]
-            more = await self._complete(instruction, step.index, extend, self._tokens(missing))
-            usage, attempts = usage + more.usage, attempts + 1
-            addition = self._control(more.text, more.finish_reason, f"{context}\n\n{answer.text}", raw=raw)
+            calls.append(await self._complete(instruction, step.index, extend, self._tokens(budget - words)))
+            addition = self._control(calls[-1].text, calls[-1].finish_reason, f"{context}\n\n{answer.text}", raw=raw)
             copied = self.reask_repetition is not None and addition.repeated > self.reask_repetition
             if not addition.text or addition.reason in SINKING or copied:
                 break  # nothing new: keep what there is
@@ -368,8 +364,8 @@ class AgentWrite:
             text=answer.text,
             word_count=count_words(answer.text),
             finish_reason=answer.reason,
-            usage=usage,
-            attempts=attempts,
+            usage=sum((c.usage for c in calls), Usage()),
+            attempts=len(calls),
         )
 
     def _context(self, sections: list[Section]) -> str:
