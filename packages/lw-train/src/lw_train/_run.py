@@ -127,6 +127,16 @@ def split(count: int, config: _TrainConfig) -> tuple[list[int], list[int]]:
     return [i for i in range(count) if i not in chosen], sorted(chosen)
 
 
+def load_tokenizer(config: _TrainConfig, folder: str) -> Any:
+    """The model's tokenizer; a model that cannot be found is a ConfigError naming the field."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except OSError as error:
+        raise ConfigError(f"{config.where('model')}: cannot load {config.model!r}: {error}") from None
+
+
 def mixed_precision(dtype: str) -> dict[str, bool]:
     """TrainingArguments flags for the compute dtype (weights stay fp32: the optimizer's master copy)."""
     if dtype == "auto":

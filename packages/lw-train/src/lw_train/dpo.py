@@ -34,7 +34,7 @@ def train_dpo(
     """
     import torch
     from datasets import Dataset  # type: ignore[import-untyped]
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import AutoModelForCausalLM, set_seed
     from trl.trainer.dpo_config import DPOConfig as TRLDPOConfig
     from trl.trainer.dpo_trainer import DPOTrainer
 
@@ -54,7 +54,7 @@ def train_dpo(
     is_main = args.process_index == 0
     resume_from = _run.prepare_output(config, is_main=is_main)
     folder = resolve_model(config.model)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = _run.load_tokenizer(config, folder)
     pairs = read_pairs(config.data, where=config.where("data"))
     kept, overlong = _within(config, pairs, tokenizer)
     rows = [_conversational(pair) for pair in kept]

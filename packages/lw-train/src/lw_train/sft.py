@@ -56,7 +56,7 @@ def train_sft(
     Returns the output folder, the summary (also saved as ``summary.json``) and the trained model. ``callbacks``
     are extra ``transformers.TrainerCallback`` s; ``progress`` shows the progress bar and prints the summary.
     """
-    from transformers import AutoTokenizer, set_seed
+    from transformers import set_seed
 
     began = time.perf_counter()
     if config.threads:
@@ -65,7 +65,7 @@ def train_sft(
     is_main = args.process_index == 0
     resume_from = _run.prepare_output(config, is_main=is_main)
     folder = resolve_model(config.model)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = _run.load_tokenizer(config, folder)
     records = read_sft_records(config.data, where=config.where("data"))
     samples = tokenize_chats(records, tokenizer, max_tokens=config.max_tokens, overlong="drop")
     _check_samples(config, samples, len(records))
