@@ -108,6 +108,16 @@ async def test_failed_instructions_are_retried_next_run_reusing_their_finished_s
     assert all(d.status == "done" and d.word_count == 300 for d in documents)
 
 
+async def test_retrying_removes_only_failed_records_and_keeps_the_rest_byte_for_byte(tmp_path: Path) -> None:
+    out = tmp_path / "docs.jsonl"
+    done = '{"id": "a",  "status": "done", "text": "潮水 \\u00e9", "extra": [1, 2]}\n'  # odd spacing, kept as is
+    failed = '{"id": "b", "status": "failed", "error": "HTTP 503"}\n'
+    out.write_text(done + failed + '{"id": "c", "sta', encoding="utf-8")  # a torn last line
+    client = OpenAIChatClient(base_url="http://127.0.0.1:9/v1", model="m")
+    stats = await run_batch(AgentWrite(client), [], out)
+    assert out.read_text(encoding="utf-8") == done and stats.total == 0
+
+
 async def test_cached_sections_of_an_edited_plan_are_not_spliced_into_the_new_one(tmp_path: Path, scripted) -> None:
     instruction = scripted.instructions(1)[0]
     cache = tmp_path / "docs.steps.jsonl"

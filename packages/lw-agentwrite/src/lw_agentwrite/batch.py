@@ -17,10 +17,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 from lw_core import ClientError, Document, Instruction, JsonlWriter, Plan, Section, Usage, atomic_write, read_jsonl
 from pydantic import BaseModel
@@ -151,18 +151,21 @@ def _finished(path: Path) -> dict[str, _Record]:
 def _drop_failed(path: Path) -> None:
     """Rewrite ``path`` without its ``failed`` records (atomically: old file or new, never half), so they are retried.
 
-    Every other line is kept byte for byte; a torn last line goes (the next append would cut it off anyway).
+    Every other line is kept byte for byte, streamed (the file may be large); a torn last line goes (the next append
+    would cut it off anyway).
     """
-    kept: list[str] = []
-    with path.open(encoding="utf-8") as fh:
+
+    def kept(fh: TextIO) -> Iterator[str]:
         for line in fh:
             try:
                 failed = json.loads(line).get("status") == "failed"
             except (json.JSONDecodeError, AttributeError):
                 failed = not line.endswith("\n")  # torn last line
             if not failed:
-                kept.append(line)
-    atomic_write(path, kept)
+                yield line
+
+    with path.open(encoding="utf-8") as fh:
+        atomic_write(path, kept(fh))
 
 
 async def run_batch(
