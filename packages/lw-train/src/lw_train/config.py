@@ -113,7 +113,9 @@ class SFTConfig(_TrainConfig):
     packing: Strategy = "bfd"
     packs_per_device: int = Field(1, ge=1, description="bins per micro-batch (all become one packed row)")
     loss_reduction: Reduction = "sequence"
-    attention: Attention = Field("auto", description="auto: FlashAttention-2 if installed on CUDA, else segments")
+    attention: Attention = Field(
+        "auto", description="auto: FlashAttention-2 varlen on CUDA if installed, else sdpa (block mask); CPU: segments"
+    )
     pad_to_multiple_of: int | None = Field(64, ge=1)
     loss_chunk_size: int = Field(1024, ge=1)
 

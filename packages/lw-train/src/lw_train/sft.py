@@ -300,7 +300,7 @@ def _load_model(config: SFTConfig, folder: str) -> Any:
 
     attention = config.attention
     if attention == "auto":
-        attention = "flash_attention_2" if torch.cuda.is_available() and _has_flash_attention() else "segments"
+        attention = _auto_attention(torch.cuda.is_available(), _has_flash_attention())
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(
             folder, dtype=torch.float32, attn_implementation="sdpa" if attention == "segments" else attention
@@ -325,6 +325,19 @@ def _load_model(config: SFTConfig, folder: str) -> Any:
             ),
         )
     return model
+
+
+def _auto_attention(cuda: bool, flash: bool) -> str:
+    """FlashAttention-2 varlen on CUDA when installed; else sdpa with the block-diagonal mask on CUDA, and per-segment
+    sdpa on the CPU. Measured on an H200 (bf16, 316 M-parameter Llama, 16k-token rows): per-segment attention ran at
+    0.26x the masked sdpa (many small launches and a host sync per layer); on 2 CPU cores it is 1.3x faster.
+
+    >>> _auto_attention(cuda=True, flash=False), _auto_attention(cuda=False, flash=False)
+    ('sdpa', 'segments')
+    """
+    if cuda:
+        return "flash_attention_2" if flash else "sdpa"
+    return "segments"
 
 
 def _has_flash_attention() -> bool:
