@@ -64,9 +64,11 @@ class InstructionsSection(_Section):
 class AgentWriteSection(_Section):
     """How the teacher writes: an AgentWrite preset, server sampling, and direct answers for short requests."""
 
-    preset: Literal["paper", "lw"] = "lw"
+    preset: Literal["paper", "lw", "small"] = "lw"
     options: dict[str, Any] = Field(default_factory=dict, description="AgentWrite fields, e.g. max_section_words")
-    sampling: dict[str, Any] = Field(default_factory=dict, description="server sampling, e.g. repeat_penalty = 1.15")
+    sampling: dict[str, Any] | None = Field(
+        None, description="server sampling, e.g. {repeat_penalty = 1.15}; default: what the preset was measured with"
+    )
     direct_max_words: int = Field(0, ge=0, description="requests of at most this many words get one direct section")
     general_max_tokens: int = Field(512, ge=16, description="token cap of a direct answer to a general instruction")
 

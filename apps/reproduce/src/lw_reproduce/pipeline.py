@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from lw_agentwrite import AgentWrite, run_batch
+from lw_agentwrite import AgentWrite, preset_sampling, run_batch
 from lw_bench import compare_runs, judge, load_items, predict, read_judgments, read_predictions, score_run
 from lw_bench import write_report as write_bench_report
 from lw_core import (
@@ -148,7 +148,8 @@ class _Pipeline:
         section = self.config.agentwrite
         folder = self.run.stage("agentwrite")
         instructions = list(read_jsonl(self.run.root / "instructions" / "instructions.jsonl", Instruction))
-        client = self.endpoints.client(self.config.teacher, sampling=section.sampling)
+        sampling = preset_sampling(section.preset) if section.sampling is None else section.sampling
+        client = self.endpoints.client(self.config.teacher, sampling=sampling)
         agent = AgentWrite.preset(section.preset, client, **section.options)
         direct = [i for i in instructions if (i.length or 0) <= section.direct_max_words]
         planned = [i for i in instructions if i not in direct]
