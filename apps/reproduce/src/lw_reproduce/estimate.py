@@ -128,7 +128,7 @@ def dry_run(
     student = Line(
         "benchmarks", _who(config.student), calls=models * len(items + ruler), output_tokens=models * bench_out
     )
-    student.gpu_hours = student.output_tokens / generate_tokens_per_gpu_s / 3600
+    student.gpu_hours = _gpu_hours(config.student, student.output_tokens, generate_tokens_per_gpu_s)
     student.note = f"{models} model(s) x {len(items)} LongBench-Write + {len(ruler)} Ruler items"
     result.lines.append(student)
     judge_template = _judge_template_tokens(counter)
@@ -146,14 +146,16 @@ def dry_run(
         kept = sum(lengths) * TOKENS_PER_WORD + general * config.agentwrite.general_max_tokens // 2
         tokens = int(kept * epochs)
         line = Line("train", _who(config.student), output_tokens=0, input_tokens=tokens)
-        line.gpu_hours = tokens / train_tokens_per_gpu_s / 3600
-        line.note = f"{epochs:g} epochs over ~{int(kept):,} tokens on {gpus} GPUs: {line.gpu_hours / gpus:,.1f} h"
+        line.gpu_hours = _gpu_hours(config.student, tokens, train_tokens_per_gpu_s)
+        line.note = f"{epochs:g} epochs over ~{int(kept):,} tokens"
+        if line.gpu_hours is not None:
+            line.note += f" on {gpus} GPUs: {line.gpu_hours / gpus:,.1f} h"
         result.lines.append(line)
     if config.dpo.enabled and config.train.enabled:
         n = min(config.dpo.instructions, len(instructions)) * config.dpo.samples
         out = sum(math.ceil(x * TOKENS_PER_WORD) for x in lengths[: config.dpo.instructions]) * config.dpo.samples
         sampled = Line("dpo samples", _who(config.student), calls=n, output_tokens=out)
-        sampled.gpu_hours = out / generate_tokens_per_gpu_s / 3600
+        sampled.gpu_hours = _gpu_hours(config.student, out, generate_tokens_per_gpu_s)
         result.lines.append(sampled)
         judge_dpo = sum(judge_template + math.ceil(x * TOKENS_PER_WORD) for x in lengths[: config.dpo.instructions])
         result.lines.append(
@@ -172,9 +174,16 @@ def _priced(stage: str, endpoint: Endpoint, calls: int, tokens_in: int, tokens_o
         else:
             line.note = f"no list price for {endpoint.model!r}"
     else:
-        line.gpu_hours = tokens_out / rate / 3600
+        line.gpu_hours = _gpu_hours(endpoint, tokens_out, rate)
         line.note = "served here"
     return line
+
+
+def _gpu_hours(endpoint: Endpoint, tokens: float, rate: float) -> float | None:
+    """GPU hours at ``rate`` tokens/s for a model served here on a GPU engine; None for CPU and remote endpoints."""
+    if endpoint.base_url or endpoint.backend != "sglang":
+        return None
+    return tokens / rate / 3600
 
 
 def _who(endpoint: Endpoint) -> str:
@@ -226,6 +235,8 @@ def _bench_lengths(config: ReproduceConfig) -> tuple[list[int], list[int]]:
         ruler = [i.length for i in load_items("longwrite_ruler", data_dir=bench.data_dir, download=False)]
         if bench.ruler_max_required:
             ruler = [x for x in ruler if x <= bench.ruler_max_required]
+        if bench.ruler_items_per_length:
+            ruler = [x for x in sorted(set(ruler)) for _ in range(min(ruler.count(x), bench.ruler_items_per_length))]
     return items, ruler
 
 
