@@ -1,4 +1,6 @@
 """lw-reproduce: the `lw` umbrella CLI and the paper pipeline end to end."""
 
-__version__ = "0.1.0"
+import importlib.metadata
+
+__version__ = importlib.metadata.version("lw-reproduce")  # written once: pyproject.toml
 __all__: list[str] = []

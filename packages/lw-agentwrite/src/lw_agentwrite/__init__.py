@@ -1,11 +1,13 @@
 """lw-agentwrite: AgentWrite plan-then-write generation, embeddable, resumable and run at scale."""
 
+import importlib.metadata
+
 from lw_agentwrite.agent import PRESETS, AgentWrite, PlanError, WriteError, preset_sampling
 from lw_agentwrite.batch import BatchStats, read_plans, run_batch
 from lw_agentwrite.parse import PlanParseError, parse_plan
 from lw_agentwrite.prompts import PromptError, Prompts
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("lw-agentwrite")  # written once: pyproject.toml
 __all__ = [
     "PRESETS",
     "AgentWrite",

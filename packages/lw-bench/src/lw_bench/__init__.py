@@ -5,6 +5,8 @@
 100.0
 """
 
+import importlib.metadata
+
 from lw_core import length_score
 
 from lw_bench.compare import compare_runs
@@ -15,7 +17,7 @@ from lw_bench.report import comparison_table, write_report
 from lw_bench.runner import StageResult, predict, read_judgments, read_predictions
 from lw_bench.scoring import LENGTH_RANGES, length_score_expr, length_scores, score_run
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("lw-bench")  # written once: pyproject.toml
 __all__ = [
     "DATASETS",
     "LENGTH_RANGES",

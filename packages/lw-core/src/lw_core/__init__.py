@@ -1,5 +1,7 @@
 """lw-core: the schemas, word count, JSONL I/O and chat client shared by every lw package."""
 
+import importlib.metadata
+
 from lw_core.client import (
     Capabilities,
     ChatClient,
@@ -35,7 +37,7 @@ from lw_core.schemas import (
 from lw_core.scoring import REPETITION_THRESHOLD, length_score, quality_score, repeated_ngram_ratio
 from lw_core.text import count_words, count_words_batch, detect_language
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("lw-core")  # written once: pyproject.toml
 __all__ = [
     "DIMENSIONS",
     "REPETITION_THRESHOLD",

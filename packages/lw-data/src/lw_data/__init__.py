@@ -6,6 +6,8 @@ Instructions → :func:`prepare_instructions` / :func:`select_instructions`, or 
 :func:`mix` and :func:`split`; a look at the result → :func:`summarize` and :func:`plot`.
 """
 
+import importlib.metadata
+
 from lw_data.dpo import DPORule, build_dpo
 from lw_data.errors import DataError
 from lw_data.generator import generate_instructions
@@ -16,7 +18,7 @@ from lw_data.mixing import mix, split
 from lw_data.sft import SFTFilters, build_sft, build_sft_file, read_documents
 from lw_data.stats import measures, plot, summarize
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("lw-data")  # written once: pyproject.toml
 __all__ = [
     "DPORule",
     "DataError",

@@ -3,6 +3,8 @@
 No other lw package starts a model server: they take a ``ChatClient``, and this package hands one out.
 """
 
+import importlib.metadata
+
 from lw_serve.backends import LlamaCppBackend, SGLangBackend, TransformersBackend
 from lw_serve.engine import SGLangEngineClient
 from lw_serve.errors import (
@@ -16,7 +18,7 @@ from lw_serve.export import export_gguf
 from lw_serve.models import EMBEDDED_MODEL, ResolvedModel, known_models, resolve_model
 from lw_serve.server import Server
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("lw-serve")  # written once: pyproject.toml
 __all__ = [
     "EMBEDDED_MODEL",
     "BackendUnavailableError",

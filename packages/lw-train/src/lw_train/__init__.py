@@ -7,6 +7,7 @@ imported on first use, so ``import lw_train`` stays cheap for data pipelines.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 from .config import DPOConfig, SFTConfig
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # the lazy exports below, typed for type checkers
     from .sft import train_sft
     from .tokenization import TokenizedChats, tokenize_chats
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("lw-train")  # written once: pyproject.toml
 __all__ = [
     "BinDataset",
     "CollatorError",

@@ -1,0 +1,233 @@
+"""The conventions every ``lw-*`` command line shares, written once.
+
+- ``--version`` and help without arguments on every command: :func:`new_app`.
+- A user error (an :class:`~lw_core.LWError`, or the file system refusing a path) is one red line and exit code 1;
+  anything else is a bug and keeps its traceback; usage errors are exit code 2 (click's): :func:`user_errors`.
+- API keys come from an environment variable or a file, never an option value (a command line is visible to every
+  local user): :data:`ApiKeyEnv`, :data:`ApiKeyFile`, :func:`api_key`. Clients read ``$OPENAI_API_KEY`` unless told
+  another variable, as the ``openai`` package does; ``lw-serve up`` requires ``$LW_SERVE_API_KEY``.
+- ``--json-schema`` says the server enforces JSON-schema ``response_format``: :data:`JsonSchema`.
+- Long work shows one kind of progress bar: :func:`progress_bar`.
+
+This module needs typer and rich, lw-core's ``cli`` extra (``pip install 'lw-core[cli]'``), which every lw package
+with a command line depends on; nothing else in lw-core imports it, so the library itself stays light.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+
+try:
+    import typer
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(f"lw_core.cli needs typer and rich: pip install 'lw-core[cli]' ({exc})") from exc
+
+from pydantic import BaseModel, ValidationError
+
+from lw_core.client import Capabilities, OpenAIChatClient
+from lw_core.errors import LWError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
+
+CLIENT_KEY_ENV = "OPENAI_API_KEY"
+SERVER_KEY_ENV = "LW_SERVE_API_KEY"
+
+BaseUrl = Annotated[str, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")]
+Model = Annotated[str, typer.Option("--model", help="Model name as the server knows it.")]
+ApiKeyEnv = Annotated[
+    str,
+    typer.Option(
+        "--api-key-env",
+        metavar="NAME",
+        help="Environment variable holding the API key (keys are never taken on the command line, nor printed).",
+    ),
+]
+ApiKeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--api-key-file",
+        metavar="FILE",
+        dir_okay=False,
+        help="File holding the API key (its first line that is not a # comment); overrides --api-key-env.",
+    ),
+]
+JsonSchema = Annotated[
+    bool,
+    typer.Option(
+        "--json-schema/--no-json-schema",
+        help="The server enforces JSON-schema response_format (SGLang, vLLM, llama.cpp, OpenAI): ask for it.",
+    ),
+]
+Concurrency = Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight at once.")]
+
+
+def new_app(name: str, help: str, *distributions: str) -> typer.Typer:
+    """A typer app with lw's conventions: help when run bare, ``--version`` (of ``distributions``, default ``name``).
+
+    Tracebacks of bugs never show local variables: they may hold an API key.
+
+    >>> from typer.testing import CliRunner
+    >>> app = new_app("lw-core", "An example.")
+    >>> @app.command()
+    ... def hello() -> None:
+    ...     print("hello")
+    >>> result = CliRunner().invoke(app, ["--version"])
+    >>> result.exit_code, result.output.split()[0]
+    (0, 'lw-core')
+    """
+    shown = distributions or (name,)
+
+    def show_version(value: bool) -> None:
+        if value:
+            for distribution in shown:
+                typer.echo(f"{distribution} {_version(distribution)}")
+            raise typer.Exit()
+
+    app = typer.Typer(name=name, help=help, no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+    version_option = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Print the version.")
+
+    @app.callback()
+    def _options(version: bool = version_option) -> None:  # the option acts in its callback
+        pass
+
+    return app
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Run a command so that a user error is one red line on stderr and exit code 1, never a traceback.
+
+    User errors are :class:`~lw_core.LWError` (bad files, records, options, servers: lw raises them on purpose, with
+    the place and the fix) and an ``OSError`` about a named path (a missing input, an unwritable output). Anything
+    else is a bug and keeps its traceback.
+    """
+
+    @functools.wraps(func)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except LWError as exc:
+            message = str(exc)
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            message = f"{exc.filename}: {exc.strerror or exc}"
+        fail(message)
+
+    return run
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``message`` as the one red error line on stderr and exit with code 1."""
+    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def api_key(env: str, file: Path | None, *, default_env: str = CLIENT_KEY_ENV) -> str | None:
+    """The API key from ``file`` (its first line that is not a ``#`` comment), else from ``$env``, else None.
+
+    An unset variable means no key when it is ``default_env`` (local servers need none), and is an error when the
+    user named it (a misspelt name should not become a puzzling 401).
+
+    >>> import os
+    >>> os.environ["LW_EXAMPLE_KEY"] = "sk-example"
+    >>> api_key("LW_EXAMPLE_KEY", None)
+    'sk-example'
+    >>> del os.environ["LW_EXAMPLE_KEY"]
+    >>> api_key("LW_EXAMPLE_KEY", None)
+    Traceback (most recent call last):
+    lw_core.errors.LWError: --api-key-env LW_EXAMPLE_KEY: the variable is not set (export it, or use --api-key-file)
+    """
+    if file is not None:
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise LWError(f"--api-key-file {file}: {exc.strerror or exc}") from None
+        key = next((line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
+        if not key:
+            raise LWError(f"--api-key-file {file}: the file holds no key (the key on a line of its own; # comments)")
+        return key
+    if not env:
+        return None
+    value = os.environ.get(env)
+    if value is None and env != default_env:
+        raise LWError(f"--api-key-env {env}: the variable is not set (export it, or use --api-key-file)")
+    return value or None
+
+
+def chat_client(
+    base_url: str,
+    model: str,
+    *,
+    api_key_env: str,
+    api_key_file: Path | None,
+    json_schema: bool = False,
+    concurrency: int = 8,
+    extra_body: Mapping[str, Any] | None = None,
+) -> OpenAIChatClient:
+    """The :class:`~lw_core.OpenAIChatClient` a command's shared options describe."""
+    return OpenAIChatClient(
+        base_url=base_url,
+        model=model,
+        api_key=api_key(api_key_env, api_key_file),
+        concurrency=concurrency,
+        capabilities=Capabilities(json_schema=json_schema, concurrency=concurrency),
+        extra_body=dict(extra_body or {}),
+    )
+
+
+def validated(model: type[M], values: Mapping[str, Any], options: Mapping[str, str] | None = None) -> M:
+    """``model`` validated from option values; a value it refuses is a usage error (exit 2) naming the option.
+
+    ``options`` maps a field to its option where the names differ (default: ``--field-name``).
+    """
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        option = (options or {}).get(field, "--" + field.replace("_", "-"))
+        raise typer.BadParameter(error["msg"], param_hint=option) from None
+
+
+def progress_bar(console: Console | None = None, *, detail: bool = False, transient: bool = False) -> Progress:
+    """The progress bar of long work: what, bar, done/total, elapsed, remaining (and a ``detail`` field if asked).
+
+    Drawn on stderr, so a command's stdout stays its result. Use as ``with progress_bar() as bar:``, then
+    ``task = bar.add_task("judge", total=n)`` and ``bar.advance(task)``.
+    """
+    columns: list[ProgressColumn] = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    if detail:
+        columns.insert(3, TextColumn("{task.fields[detail]}"))
+    return Progress(*columns, console=console or Console(stderr=True), transient=transient)
