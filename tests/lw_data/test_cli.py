@@ -52,7 +52,7 @@ def test_instructions_generated_without_an_input(tmp_path: Path) -> None:
     assert result.exit_code == 0 and all(r.length is None for r in read_jsonl(tmp_path / "general.jsonl", Instruction))
     assert run("instructions", "--dropped", tmp_path / "d.jsonl").exit_code == 2  # only with an input file
     result = run("instructions", "--kind", "medium", "-o", tmp_path / "x.jsonl")
-    assert result.exit_code == 1 and "--kind must be long or general" in result.output
+    assert result.exit_code == 2 and "'medium' is not one of" in result.output  # a usage error
 
 
 def test_build_sft_and_stats(tmp_path: Path, make: Any) -> None:
@@ -98,6 +98,8 @@ def test_build_sft_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "sft.jsonl").exists()
     result = run("build-sft", tmp_path / "missing.jsonl", "-o", tmp_path / "sft.jsonl")
     assert result.exit_code == 1 and "no such file" in result.output
+    result = run("build-sft", src, "-o", tmp_path / "sft.jsonl", "--min-ratio", -1)  # refused by SFTFilters
+    assert result.exit_code == 2 and "--min-ratio" in result.output and "greater than or equal to 0" in result.output
 
 
 def test_build_dpo(tmp_path: Path, make: Any) -> None:
@@ -117,7 +119,10 @@ def test_build_dpo(tmp_path: Path, make: Any) -> None:
     result = run("build-dpo", bad, j, "-o", tmp_path / "x.jsonl")
     assert result.exit_code == 1 and "missing column(s) prompt, response, length" in result.output
     result = run("build-dpo", p, j, "-o", tmp_path / "x.jsonl", "--rejected", "best")
-    assert result.exit_code == 1 and "rejected: Input should be 'random' or 'worst'" in result.output
+    assert result.exit_code == 2 and "'best' is not one of" in result.output
+    result = run("build-dpo", p, j, "-o", tmp_path / "x.jsonl", "--length-weight", 1.5)  # refused by DPORule
+    assert result.exit_code == 2 and "--length-weight" in result.output and "less than or equal to 1" in result.output
+    assert not (tmp_path / "x.jsonl").exists()
 
 
 def test_build_dpo_draws_rejected_with_the_seed_and_mixes_general_pairs(tmp_path: Path, make: Any) -> None:
@@ -163,4 +168,4 @@ def test_mix_and_export(tmp_path: Path, make: Any) -> None:
     assert run("export", tmp_path / "train.parquet", "-o", tmp_path / "hf", "--format", "hf").exit_code == 0
     assert run("stats", tmp_path / "hf").exit_code == 0
     result = run("export", train, "-o", tmp_path / "x", "--format", "xml")
-    assert result.exit_code == 1 and "unknown format" in result.output
+    assert result.exit_code == 2 and "'xml' is not one of" in result.output

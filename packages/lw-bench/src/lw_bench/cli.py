@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from lw_core import REPETITION_THRESHOLD, BenchItem, BenchReport, Capabilities, LWError, OpenAIChatClient, run_sync
+from lw_core import REPETITION_THRESHOLD, BenchItem, BenchReport, OpenAIChatClient, run_sync
+from lw_core.cli import (
+    CLIENT_KEY_ENV,
+    ApiKeyEnv,
+    ApiKeyFile,
+    BaseUrl,
+    Concurrency,
+    JsonSchema,
+    Model,
+    chat_client,
+    new_app,
+    progress_bar,
+    user_errors,
+)
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from lw_bench.compare import compare_runs
@@ -23,23 +32,11 @@ from lw_bench.report import write_report
 from lw_bench.runner import StageResult, predict, read_judgments, read_predictions
 from lw_bench.scoring import coverage_line, score_run
 
-app = typer.Typer(
-    name="lw-bench",
-    no_args_is_help=True,
-    help="LongBench-Write and LongWrite-Ruler: predict, judge, score and report with the paper's exact scores.",
+app = new_app(
+    "lw-bench", "LongBench-Write and LongWrite-Ruler: predict, judge, score and report with the paper's exact scores."
 )
 console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
 
-BaseUrl = Annotated[str, typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")]
-Model = Annotated[str, typer.Option("--model", help="Model name as the server knows it.")]
-ApiKeyEnv = Annotated[
-    str, typer.Option("--api-key-env", help="Environment variable holding the API key (never printed).")
-]
-JsonSchema = Annotated[
-    bool, typer.Option("--json-schema/--no-json-schema", help="The server honours JSON-schema response_format.")
-]
-Concurrency = Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight.")]
 Data = Annotated[str, typer.Option("--data", help=f"A JSONL path or one of {', '.join(DATASETS)}.")]
 DataDir = Annotated[
     Path | None,
@@ -60,41 +57,6 @@ TopP = Annotated[
 SourceUrl = Annotated[
     str, typer.Option(help="Repository root that named data sets are downloaded from (a mirror keeps its layout).")
 ]
-
-
-def _user_errors(func: F) -> F:
-    """LWErrors become a one-line message and exit code 1, never a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (LWError, OSError) as exc:
-            console.print(f"[red]error:[/red] {escape(str(exc))}")
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _client(base_url: str, model: str, api_key_env: str, json_schema: bool, concurrency: int) -> OpenAIChatClient:
-    return OpenAIChatClient(
-        base_url=base_url,
-        model=model,
-        api_key=os.environ.get(api_key_env) if api_key_env else None,
-        concurrency=concurrency,
-        capabilities=Capabilities(json_schema=json_schema, concurrency=concurrency),
-    )
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def _summary(stage: str, result: StageResult) -> None:
@@ -139,7 +101,7 @@ def _run_predict(
     temperature: float,
     top_p: float | None,
 ) -> StageResult:
-    with _progress() as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task(f"predict {client.model}", total=len(items) * samples)
         result = run_sync(
             predict(
@@ -160,7 +122,7 @@ def _run_predict(
 
 
 @app.command("predict")
-@_user_errors
+@user_errors
 def predict_command(
     base_url: BaseUrl,
     model: Model,
@@ -173,19 +135,20 @@ def predict_command(
     samples: Annotated[int, typer.Option(min=1, help="Answers per prompt (variance of the model).")] = 1,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N prompts.")] = None,
     concurrency: Concurrency = 4,
-    api_key_env: ApiKeyEnv = "",
+    api_key_env: ApiKeyEnv = CLIENT_KEY_ENV,
+    api_key_file: ApiKeyFile = None,
     source_url: SourceUrl = SOURCE_URL,
 ) -> None:
     """Answer the benchmark's prompts with the model under test (the paper's sampling by default)."""
     items = load_items(data, data_dir=data_dir, source_url=source_url, limit=limit)
-    client = _client(base_url, model, api_key_env, False, concurrency)
+    client = chat_client(base_url, model, api_key_env=api_key_env, api_key_file=api_key_file, concurrency=concurrency)
     result = _run_predict(client, items, out, samples, max_tokens, temperature, top_p)
     if result.failed:
         raise typer.Exit(1)
 
 
 @app.command("judge")
-@_user_errors
+@user_errors
 def judge_command(
     base_url: BaseUrl,
     model: Model,
@@ -205,14 +168,16 @@ def judge_command(
     retry_failed: Annotated[bool, typer.Option(help="Also retry judgments that failed in an earlier run.")] = False,
     json_schema: JsonSchema = False,
     concurrency: Concurrency = 4,
-    api_key_env: ApiKeyEnv = "",
+    api_key_env: ApiKeyEnv = CLIENT_KEY_ENV,
+    api_key_file: ApiKeyFile = None,
 ) -> None:
     """Rate each prediction on the six quality dimensions with a judge model."""
     if json_schema and preset == "paper":
         console.print("[yellow]--json-schema is used by --preset lw only; the paper's judge reads free text[/yellow]")
     preds = read_predictions(predictions)
-    client = _client(base_url, model, api_key_env, json_schema, concurrency)
-    with _progress() as progress:
+    client = chat_client(base_url, model, api_key_env=api_key_env, api_key_file=api_key_file, json_schema=json_schema,
+                         concurrency=concurrency)  # fmt: skip
+    with progress_bar(console) as progress:
         task = progress.add_task(f"judge {model}", total=len(preds) * replicates)
         result = run_sync(
             judge(
@@ -235,7 +200,7 @@ def judge_command(
 
 
 @app.command("score")
-@_user_errors
+@user_errors
 def score_command(
     predictions: Annotated[Path, typer.Option("--predictions", exists=True, dir_okay=False)],
     judgments: Annotated[Path | None, typer.Option("--judgments", exists=True, dir_okay=False)] = None,
@@ -259,7 +224,7 @@ def score_command(
 
 
 @app.command("report")
-@_user_errors
+@user_errors
 def report_command(
     predictions: Annotated[Path, typer.Option("--predictions", exists=True, dir_okay=False)],
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where report.md, report.json and report.png go.")],
@@ -294,7 +259,7 @@ def _read_report(path: Path) -> BenchReport:
 
 
 @app.command("ruler")
-@_user_errors
+@user_errors
 def ruler_command(
     base_url: BaseUrl,
     model: Model,
@@ -306,12 +271,13 @@ def ruler_command(
     top_p: TopP = 0.8,
     limit: Annotated[int | None, typer.Option(min=1)] = None,
     concurrency: Concurrency = 4,
-    api_key_env: ApiKeyEnv = "",
+    api_key_env: ApiKeyEnv = CLIENT_KEY_ENV,
+    api_key_file: ApiKeyFile = None,
     source_url: SourceUrl = SOURCE_URL,
 ) -> None:
     """LongWrite-Ruler: output length (mean, median, max) per required length, and S_l; no judge."""
     items = load_items(data, data_dir=data_dir, source_url=source_url, limit=limit)
-    client = _client(base_url, model, api_key_env, False, concurrency)
+    client = chat_client(base_url, model, api_key_env=api_key_env, api_key_file=api_key_file, concurrency=concurrency)
     predictions_path = out_dir / "predictions.jsonl"
     result = _run_predict(client, items, predictions_path, 1, max_tokens, temperature, top_p)
     report = score_run(read_predictions(predictions_path), items=items, dataset=data)
@@ -349,7 +315,7 @@ def _labelled(values: list[str], option: str) -> dict[str, Path]:
 
 
 @app.command("compare")
-@_user_errors
+@user_errors
 def compare_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders (report.json or predictions.jsonl) or report.json.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for comparison.{md,json,png} (and ruler.png).")],

@@ -2,47 +2,19 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import typer
+from lw_core.cli import new_app, progress_bar, user_errors, validated
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-app = typer.Typer(name="lw-data", no_args_is_help=True, help="Build LongWriter-style SFT data and DPO pairs, fast.")
+app = new_app("lw-data", "Build LongWriter-style SFT data and DPO pairs, fast.")
 console = Console(stderr=True, soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
 
 Output = Annotated[Path, typer.Option("--output", "-o", help="output file (.jsonl or .parquet)")]
 Seed = Annotated[int, typer.Option(help="random seed for sampling and shuffling")]
-
-
-def _user_errors(fn: F) -> F:
-    """Print user errors (bad files, bad option values) as one red line and exit 1, without a traceback.
-
-    Only lw errors and option values that a config model refuses count: any other exception is a bug and keeps
-    its traceback.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from lw_core import LWError
-        from pydantic import ValidationError
-
-        try:
-            return fn(*args, **kwargs)
-        except LWError as exc:
-            message = str(exc)
-        except ValidationError as exc:
-            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
-        raise typer.Exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _table(frame: Any, title: str, width: int) -> Table:
@@ -84,7 +56,7 @@ def _print_stats(measured: Any, png: Path | None, title: str) -> None:
 
 
 @app.command()
-@_user_errors
+@user_errors
 def instructions(
     input: Annotated[
         Path | None,
@@ -107,7 +79,9 @@ def instructions(
     type: Annotated[list[str], typer.Option(help="keep these types; repeatable")] = [],  # noqa: B006
     require_length: Annotated[bool, typer.Option(help="drop prompts that state no length")] = False,
     n: Annotated[int | None, typer.Option("-n", "--n", help="sample (generate) this many")] = None,
-    kind: Annotated[str, typer.Option(help="generating: long (writing tasks) or general (short requests)")] = "long",
+    kind: Annotated[
+        Literal["long", "general"], typer.Option(help="generating: long (writing tasks) or general (short requests)")
+    ] = "long",
     seed: Seed = 0,
 ) -> None:
     """Normalise, dedupe (exact and near), tag and select instructions from a file; or, with no file, generate them.
@@ -149,20 +123,24 @@ def instructions(
 
 
 def _generate(
-    output: Path, *, n: int, kind: str, seed: int, lo: int | None, hi: int | None, languages: list[str]
+    output: Path,
+    *,
+    n: int,
+    kind: Literal["long", "general"],
+    seed: int,
+    lo: int | None,
+    hi: int | None,
+    languages: list[str],
 ) -> None:
     import polars as pl
 
-    from lw_data.errors import DataError
     from lw_data.generator import generate_instructions
     from lw_data.io import write_table
 
-    if kind not in ("long", "general"):
-        raise DataError(f"--kind must be long or general, got {kind!r}")
     rows = generate_instructions(
         n,
         seed=seed,
-        kind="long" if kind == "long" else "general",
+        kind=kind,
         min_words=100 if lo is None else lo,
         max_words=3000 if hi is None else hi,
         languages=languages or ["en"],
@@ -176,7 +154,7 @@ def _generate(
 
 
 @app.command("build-sft")
-@_user_errors
+@user_errors
 def build_sft(
     documents: Annotated[Path, typer.Argument(help="AgentWrite documents (.jsonl of lw-core Document)")],
     output: Output,
@@ -199,18 +177,20 @@ def build_sft(
     """Join and filter AgentWrite documents into SFT chats (`messages`), with a rejects file."""
     from lw_data.sft import SFTFilters, build_sft_file
 
-    filters = SFTFilters(
-        min_words=min_words,
-        max_words=max_words,
-        min_length_ratio=min_ratio,
-        max_length_ratio=max_ratio,
-        keep_truncated=keep_truncated,
-        strip_plan_echo=strip_plan_echo,
-        system_prompt=system,
+    values = {
+        "min_words": min_words,
+        "max_words": max_words,
+        "min_length_ratio": min_ratio,
+        "max_length_ratio": max_ratio,
+        "keep_truncated": keep_truncated,
+        "strip_plan_echo": strip_plan_echo,
+        "system_prompt": system,
         **({} if max_repetition is None else {"max_repetition": max_repetition}),
-    )
+    }
+    options = {"min_length_ratio": "--min-ratio", "max_length_ratio": "--max-ratio", "system_prompt": "--system"}
+    filters = validated(SFTFilters, values, options)
     total = _count_lines(documents)
-    with _progress() as progress:
+    with progress_bar(console, transient=True) as progress:
         task = progress.add_task("build-sft", total=total)
         summary = build_sft_file(
             documents,
@@ -226,14 +206,15 @@ def build_sft(
 
 
 @app.command("build-dpo")
-@_user_errors
+@user_errors
 def build_dpo(
     predictions: Annotated[Path, typer.Argument(help="candidates: .jsonl of lw-core Prediction (several samples)")],
     judgments: Annotated[Path, typer.Argument(help="their scores: .jsonl of lw-core Judgment")],
     output: Output,
     rejects: Annotated[Path | None, typer.Option(help="prompts without a pair, with reasons")] = None,
     rejected: Annotated[
-        str, typer.Option(help="random: a seeded draw among the non-best (the paper's); worst: the lowest score")
+        Literal["random", "worst"],
+        typer.Option(help="random: a seeded draw among the non-best (the paper's); worst: the lowest score"),
     ] = "random",
     min_margin: Annotated[float, typer.Option(help="minimum score gap chosen − rejected, 0–100 (paper: 0)")] = 0.0,
     length_weight: Annotated[float, typer.Option(help="weight of the length score in the overall score")] = 0.5,
@@ -259,15 +240,14 @@ def build_dpo(
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    rule = DPORule.model_validate(
-        {
-            "rejected": rejected,
-            "seed": seed,
-            "length_weight": length_weight,
-            "min_margin": min_margin,
-            "system_prompt": system,
-        }
-    )
+    values = {
+        "rejected": rejected,
+        "seed": seed,
+        "length_weight": length_weight,
+        "min_margin": min_margin,
+        "system_prompt": system,
+    }
+    rule = validated(DPORule, values, {"system_prompt": "--system"})
     pairs, unused = pick(preds, judged, rule)
     made = pairs.height
     if general is not None:
@@ -279,7 +259,7 @@ def build_dpo(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def mix(
     long: Annotated[Path, typer.Argument(help="long-writing SFT chats (messages) or preference pairs")],
     general: Annotated[Path, typer.Argument(help="general data of the same kind")],
@@ -302,7 +282,7 @@ def mix(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def stats(
     input: Annotated[Path, typer.Argument(help="SFT chats (.jsonl/.parquet with messages)")],
     png: Annotated[Path | None, typer.Option(help="save the length plots here")] = None,
@@ -315,14 +295,16 @@ def stats(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def export(
     input: Annotated[str, typer.Argument(help="a table file or folder, or THUDM/LongWriter-6k (from the HF hub)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="file (.jsonl/.parquet) or folder (--format hf)")],
-    format: Annotated[str, typer.Option(help="jsonl, parquet or hf (datasets.save_to_disk)")] = "",
+    format: Annotated[
+        Literal["jsonl", "parquet", "hf"] | None,
+        typer.Option(help="hf: datasets.save_to_disk [default: parquet for a .parquet output, else jsonl]"),
+    ] = None,
 ) -> None:
     """Convert between JSONL, parquet and HF datasets; fetch LongWriter-6k."""
-    from lw_data.errors import DataError
     from lw_data.io import LONGWRITER_6K, load_longwriter6k, read_table, to_dataset, write_table
 
     source = Path(input)
@@ -331,10 +313,8 @@ def export(
     kind = format or ("parquet" if output.suffix == ".parquet" else "jsonl")
     if kind == "hf":
         to_dataset(frame).save_to_disk(str(output))
-    elif kind in ("jsonl", "parquet"):
-        write_table(frame, output if output.suffix else output.with_suffix(f".{kind}"))
     else:
-        raise DataError(f"unknown format '{kind}': use jsonl, parquet or hf")
+        write_table(frame, output if output.suffix else output.with_suffix(f".{kind}"))
     console.print(f"{frame.height} rows → {output}")
 
 
@@ -344,14 +324,3 @@ def _count_lines(path: Path) -> int | None:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 24), b""))
     except OSError:
         return None  # build_sft_file reports the missing file with its own message
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
