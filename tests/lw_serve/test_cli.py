@@ -60,6 +60,10 @@ def test_api_keys_come_from_a_file_or_the_environment_never_an_option(tmp_path: 
     assert "sk-from-file" not in refused.output
     from_env = runner.invoke(app, ["up", "--backend", "transformers"], env={"LW_SERVE_API_KEY": "sk-env"})
     assert from_env.exit_code == 1 and "cannot require an API key" in from_env.output
+    named = runner.invoke(app, ["up", "-b", "transformers", "--api-key-env", "MY_KEY"], env={"MY_KEY": "sk-mine"})
+    assert named.exit_code == 1 and "cannot require an API key" in named.output and "sk-mine" not in named.output
+    unset = runner.invoke(app, ["up", "--api-key-env", "MY_KEY"], env={"MY_KEY": None})
+    assert unset.exit_code == 1 and "MY_KEY: the variable is not set" in unset.output
 
 
 def test_up_llamacpp_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import enum
 import json
 import logging
-import os
 import signal
 import threading
 from pathlib import Path
@@ -14,29 +13,19 @@ from typing import Annotated
 
 import typer
 from lw_core import LWError
+from lw_core.cli import SERVER_KEY_ENV, ApiKeyFile, api_key, new_app, progress_bar, user_errors
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lw_serve.backends import BACKENDS, Backend, LlamaCppBackend, SGLangBackend, TransformersBackend
 from lw_serve.export import export_gguf
 from lw_serve.models import EMBEDDED_MODEL, known_models, resolve_model
 
-API_KEY_ENV = "LW_SERVE_API_KEY"
-
-app = typer.Typer(
-    name="lw-serve",
-    no_args_is_help=True,
-    help="Serve models for lw: the embedded SmolLM2 on CPU (llama.cpp, transformers serve) or SGLang on GPUs.",
+app = new_app(
+    "lw-serve", "Serve models for lw: the embedded SmolLM2 on CPU (llama.cpp, transformers serve) or SGLang on GPUs."
 )
 console = Console()
 err = Console(stderr=True)
-
-
-def _fail(exc: LWError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
 
 
 class OutType(enum.StrEnum):
@@ -44,23 +33,6 @@ class OutType(enum.StrEnum):
     f16 = "f16"
     bf16 = "bf16"
     q8_0 = "q8_0"
-
-
-def _api_key(path: Path | None) -> str | None:
-    """The key from ``--api-key-file`` (first line that is not a ``#`` comment), else ``$LW_SERVE_API_KEY``.
-
-    Never an option value: a key on the command line is readable by every local user.
-    """
-    if path is None:
-        return os.environ.get(API_KEY_ENV) or None
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise LWError(f"--api-key-file {path}: {exc.strerror}") from exc
-    key = next((line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
-    if not key:
-        raise LWError(f"--api-key-file {path}: the file holds no key (one key on a line; # starts a comment)")
-    return key
 
 
 def _backend(
@@ -97,6 +69,7 @@ BackendOpt = Annotated[
 
 
 @app.command()
+@user_errors
 def up(
     model: Annotated[str, typer.Option("--model", "-m", help="Registered name, .gguf file, HF folder or hub id")] = (
         EMBEDDED_MODEL
@@ -113,13 +86,10 @@ def up(
     ] = TransformersBackend.continuous_batching,
     replicas: Annotated[int, typer.Option(help="sglang: replicas behind the SGLang router")] = 1,
     tp_size: Annotated[int, typer.Option(help="sglang: tensor-parallel size per replica")] = 1,
-    api_key_file: Annotated[
-        Path | None,
-        typer.Option(
-            help=f"Require the API key in this file (one line); default: ${API_KEY_ENV} if set. "
-            "Keys are never taken on the command line"
-        ),
-    ] = None,
+    api_key_env: Annotated[
+        str, typer.Option("--api-key-env", metavar="NAME", help="Require the API key this variable holds, if set.")
+    ] = SERVER_KEY_ENV,
+    api_key_file: ApiKeyFile = None,
     outtype: Annotated[OutType, typer.Option(help="llamacpp: GGUF type when an HF folder is exported")] = OutType.f16,
     log_file: Annotated[Path | None, typer.Option(help="Keep the server log here")] = None,
     startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for health")] = 300.0,
@@ -127,71 +97,69 @@ def up(
     """Start a server and block until Ctrl-C (or SIGTERM); prints the base URL and model name.
 
     An HF folder (e.g. lw-train's output) is served by llama.cpp through a GGUF export made once
-    into $LW_HOME/gguf, unless --backend says otherwise.
+    into $LW_HOME/gguf, unless --backend says otherwise. Clients must then send the key from $LW_SERVE_API_KEY (or
+    --api-key-env / --api-key-file); keys are never taken on the command line, which every local user can read.
     """
     from lw_serve.backends import default_backend
     from lw_serve.server import Server
 
     logging.basicConfig(level=logging.WARNING)
+    key = api_key(api_key_env, api_key_file, default_env=SERVER_KEY_ENV)
+    resolved = resolve_model(model, name=name)
+    chosen = _backend(backend or default_backend(resolved).name, threads=threads, ctx_size=ctx_size,
+                      parallel=parallel, continuous_batching=continuous_batching, replicas=replicas,
+                      tp_size=tp_size, api_key=key, outtype=outtype.value)  # fmt: skip
+    server = Server(resolved, chosen, host=host, port=port, startup_timeout=startup_timeout,
+                    log_path=log_file)  # fmt: skip
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        resolved = resolve_model(model, name=name)
-        chosen = _backend(backend or default_backend(resolved).name, threads=threads, ctx_size=ctx_size,
-                          parallel=parallel, continuous_batching=continuous_batching, replicas=replicas,
-                          tp_size=tp_size, api_key=_api_key(api_key_file), outtype=outtype.value)  # fmt: skip
-        server = Server(resolved, chosen, host=host, port=port, startup_timeout=startup_timeout,
-                        log_path=log_file)  # fmt: skip
-        stop = threading.Event()
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            with console.status(f"starting {server.backend.name} for {server.model_name} ..."):
-                server.start()
-            with server:
-                console.print(f"base_url: {server.base_url}", highlight=False)
-                console.print(f"model:    {server.model_name}", highlight=False)
-                console.print(f"backend:  {server.backend.name} {server.capabilities}", highlight=False)
-                console.print(
-                    f"use it: OpenAIChatClient(base_url={server.base_url!r}, model={server.model_name!r})",
-                    style="dim", highlight=False, soft_wrap=True,
-                )  # fmt: skip
-                console.print("Ctrl-C to stop", style="dim")
-                try:
-                    while not stop.wait(0.5):
-                        if not server.running:
-                            raise _fail(LWError(f"the server exited unexpectedly; log tail:\n{server.log_tail()}"))
-                except KeyboardInterrupt:
-                    pass
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-    except LWError as exc:
-        raise _fail(exc) from None
+        with console.status(f"starting {server.backend.name} for {server.model_name} ..."):
+            server.start()
+        with server:
+            console.print(f"base_url: {server.base_url}", highlight=False)
+            console.print(f"model:    {server.model_name}", highlight=False)
+            console.print(f"backend:  {server.backend.name} {server.capabilities}", highlight=False)
+            console.print(
+                f"use it: OpenAIChatClient(base_url={server.base_url!r}, model={server.model_name!r})",
+                style="dim", highlight=False, soft_wrap=True,
+            )  # fmt: skip
+            console.print("Ctrl-C to stop", style="dim")
+            try:
+                while not stop.wait(0.5):
+                    if not server.running:
+                        raise LWError(f"the server exited unexpectedly; log tail:\n{server.log_tail()}")
+            except KeyboardInterrupt:
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     console.print("stopped")
 
 
 @app.command()
+@user_errors
 def models(
     ref: Annotated[str | None, typer.Argument(help="Resolve this name, .gguf file, folder or hub id")] = None,
     hf: Annotated[bool, typer.Option("--hf", help="Print the HF folder, converting a GGUF once if needed")] = False,
 ) -> None:
     """List the registered models, or resolve one (``--hf``: the HF folder training and transformers load)."""
-    try:
-        if ref is None:
-            table = Table("name", "what", "GGUF")
-            for known, what in known_models().items():
-                resolved = resolve_model(known)
-                table.add_row(known, what, str(resolved.gguf))
-            console.print(table)
-            return
-        resolved = resolve_model(ref)
-        if hf:
-            console.print(resolved.hf_folder(), highlight=False, soft_wrap=True)
-            return
-        console.print_json(json.dumps({"name": resolved.name, "gguf": str(resolved.gguf) if resolved.gguf else None,
-                                       "hf": resolved.hf}))  # fmt: skip
-    except LWError as exc:
-        raise _fail(exc) from None
+    if ref is None:
+        table = Table("name", "what", "GGUF")
+        for known, what in known_models().items():
+            resolved = resolve_model(known)
+            table.add_row(known, what, str(resolved.gguf))
+        console.print(table)
+        return
+    resolved = resolve_model(ref)
+    if hf:
+        console.print(resolved.hf_folder(), highlight=False, soft_wrap=True)
+        return
+    console.print_json(json.dumps({"name": resolved.name, "gguf": str(resolved.gguf) if resolved.gguf else None,
+                                   "hf": resolved.hf}))  # fmt: skip
 
 
 @app.command("export-gguf")
+@user_errors
 def export_gguf_command(
     src: Annotated[str, typer.Argument(help="HF model folder, or a registered name (its converted HF folder)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The GGUF file to write")],
@@ -199,22 +167,19 @@ def export_gguf_command(
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists")] = False,
 ) -> None:
     """Export a Llama, Mistral or Qwen2 HF folder (weights, tokenizer, chat template) to one GGUF file for llama.cpp."""
-    try:
-        folder = resolve_model(src).hf_folder() if src in known_models() else src
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=err, transient=True) as bar:
-            task = bar.add_task(f"exporting {Path(folder).name}", total=None)
+    folder = resolve_model(src).hf_folder() if src in known_models() else src
+    with progress_bar(err, transient=True) as bar:
+        task = bar.add_task(f"exporting {Path(folder).name}", total=None)
 
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            written = export_gguf(folder, out, outtype.value, force=force, progress=progress)
-    except LWError as exc:
-        raise _fail(exc) from None
+        written = export_gguf(folder, out, outtype.value, force=force, progress=progress)
     console.print(f"wrote {written} ({written.stat().st_size / 2**20:.0f} MiB, {outtype.value})", highlight=False)
 
 
 @app.command()
+@user_errors
 def bench(
     model: Annotated[str, typer.Option("--model", "-m")] = EMBEDDED_MODEL,
     backend: Annotated[list[str], typer.Option("--backend", "-b", help="Repeat to compare backends")] = [  # noqa: B006
@@ -231,22 +196,19 @@ def bench(
 
     counts = [int(s) for s in streams.split(",") if s.strip()]
     results = []
-    try:
-        resolved = resolve_model(model)
-        for label in backend:
-            chosen = _backend(label.removesuffix("-cb"), threads=None, ctx_size=None, parallel=max(counts),
-                              continuous_batching=label == "transformers-cb", replicas=1, tp_size=1,
-                              api_key=None)  # fmt: skip
-            with console.status(f"{label}: starting"), Server(resolved, chosen) as server:
-                for n in counts:
-                    results.append(asyncio.run(measure_client(server.client, label, n, max_tokens)))
-                    console.print(_row(results[-1]), highlight=False)
-        if baseline:
-            for r in measure_generate(resolved.hf_folder(), counts, max_tokens):
-                results.append(r)
-                console.print(_row(r), highlight=False)
-    except LWError as exc:
-        raise _fail(exc) from None
+    resolved = resolve_model(model)
+    for label in backend:
+        chosen = _backend(label.removesuffix("-cb"), threads=None, ctx_size=None, parallel=max(counts),
+                          continuous_batching=label == "transformers-cb", replicas=1, tp_size=1,
+                          api_key=None)  # fmt: skip
+        with console.status(f"{label}: starting"), Server(resolved, chosen) as server:
+            for n in counts:
+                results.append(asyncio.run(measure_client(server.client, label, n, max_tokens)))
+                console.print(_row(results[-1]), highlight=False)
+    if baseline:
+        for r in measure_generate(resolved.hf_folder(), counts, max_tokens):
+            results.append(r)
+            console.print(_row(r), highlight=False)
     if json_out:
         json_out.write_text(json.dumps([r.as_dict() for r in results], indent=2))
 
