@@ -27,7 +27,9 @@ def test_user_errors_exit_1_without_traceback(tmp_path):
     assert result.exit_code == 1
     assert "error:" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, [])
-    assert result.exit_code in (0, 2) and "pack" in result.output
+    assert result.exit_code == 2 and "pack" in result.output  # help, as a usage error
+    result = CliRunner().invoke(app, ["pack", str(tmp_path / "missing.jsonl"), "--tokenizer", "x", "--strategy", "ffd"])
+    assert result.exit_code == 2 and "'ffd' is not one of" in result.output
 
 
 def _sft_config(tmp_path, model, data, **extra) -> str:
