@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from lw_agentwrite.cli import app as agentwrite_app
 from lw_bench.cli import app as bench_app
-from lw_core import LWError
+from lw_core.cli import new_app, user_errors
 from lw_data.cli import app as data_app
 from lw_serve.cli import app as serve_app
 from lw_train.cli import app as train_app
@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-app = typer.Typer(name="lw", no_args_is_help=True, help="lw: the LongWriter toolkit.")
+PACKAGES = ("lw-reproduce", "lw-core", "lw-agentwrite", "lw-data", "lw-train", "lw-bench", "lw-serve")
+app = new_app("lw", "lw: the LongWriter toolkit.", *PACKAGES)  # `lw --version`: every package's, for bug reports
 app.add_typer(agentwrite_app, name="agentwrite")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
@@ -36,12 +37,8 @@ def _say(text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
-
-
 @reproduce_app.callback(invoke_without_command=True)
+@user_errors
 def reproduce(
     ctx: typer.Context,
     profile: str = typer.Option("smoke", help="smoke (pipeline check), cpu (the 2-core demonstration) or paper (GPUs)"),
@@ -67,19 +64,16 @@ def reproduce(
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console)])
     for chatty in ("httpx", "openai"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    try:
-        overrides = parse_assignments(assignments)
-        if name is not None:
-            overrides["name"] = name
-        if bench_data_dir is not None and bench_data_dir.is_dir():
-            overrides.setdefault("bench.data_dir", str(bench_data_dir))
-        cfg = ReproduceConfig.load(profile, config, overrides)
-        if dry_run:
-            _dry_run(cfg, selected_stages(cfg, start, stop))
-            return
-        run_pipeline(cfg, runs, fresh=fresh, start=start, stop=stop, say=_say)
-    except LWError as exc:
-        raise _fail(exc) from None
+    overrides = parse_assignments(assignments)
+    if name is not None:
+        overrides["name"] = name
+    if bench_data_dir is not None and bench_data_dir.is_dir():
+        overrides.setdefault("bench.data_dir", str(bench_data_dir))
+    cfg = ReproduceConfig.load(profile, config, overrides)
+    if dry_run:
+        _dry_run(cfg, selected_stages(cfg, start, stop))
+        return
+    run_pipeline(cfg, runs, fresh=fresh, start=start, stop=stop, say=_say)
 
 
 def _dry_run(cfg: object, stages: list[str]) -> None:
@@ -98,6 +92,7 @@ def _dry_run(cfg: object, stages: list[str]) -> None:
 
 
 @reproduce_app.command()
+@user_errors
 def status(
     name: str = typer.Argument("smoke", help="the run folder's name"),
     runs: Path = typer.Option(Path("runs"), help="where run folders are"),
@@ -106,10 +101,7 @@ def status(
     from lw_reproduce.pipeline import STAGES, selected_stages, stage_records
     from lw_reproduce.rundir import RunDir
 
-    try:
-        run = RunDir.existing(runs, name)
-    except LWError as exc:
-        raise _fail(exc) from None
+    run = RunDir.existing(runs, name)
     manifest = json.loads((run.root / "manifest.json").read_text())
     wanted = selected_stages(run.config)
     records = stage_records(run)
