@@ -4,35 +4,37 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from lw_core import Capabilities, Instruction, LWError, OpenAIChatClient, Plan, read_jsonl, run_sync
+from lw_core import Instruction, LWError, OpenAIChatClient, Plan, read_jsonl, run_sync
+from lw_core.cli import (
+    CLIENT_KEY_ENV,
+    ApiKeyEnv,
+    ApiKeyFile,
+    BaseUrl,
+    JsonSchema,
+    Model,
+    chat_client,
+    new_app,
+    progress_bar,
+    user_errors,
+)
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lw_agentwrite.agent import AgentWrite, preset_sampling
 from lw_agentwrite.batch import BatchStats, Mode, read_plans, run_batch
 from lw_agentwrite.prompts import Prompts
 
-app = typer.Typer(
-    name="lw-agentwrite",
-    no_args_is_help=True,
-    help="AgentWrite: plan long outputs as sections with word budgets, then write them section by section.",
+app = new_app(
+    "lw-agentwrite", "AgentWrite: plan long outputs as sections with word budgets, then write them section by section."
 )
 err = Console(stderr=True)
 
 InPath = Annotated[Path, typer.Option("--in", help="Instructions JSONL (lw_core.Instruction: prompt, length, ...).")]
 OutPath = Annotated[Path, typer.Option("--out", help="Output JSONL, appended to; finished ids are skipped on resume.")]
-BaseUrl = Annotated[str, typer.Option(help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1.")]
-Model = Annotated[str, typer.Option(help="Model name the server expects.")]
-ApiKey = Annotated[
-    str | None, typer.Option(envvar="OPENAI_API_KEY", help="API key (never logged).", show_default=False)
-]
 Preset = Annotated[
     str,
     typer.Option(
@@ -42,7 +44,6 @@ Preset = Annotated[
 ]
 Concurrency = Annotated[int, typer.Option(min=1, help="Instructions (and requests) in flight at once.")]
 Cache = Annotated[Path | None, typer.Option(help="Step cache JSONL [default: <out stem>.steps.jsonl].")]
-JsonPlan = Annotated[bool, typer.Option(help="Ask for the plan as JSON (only if the server enforces JSON schemas).")]
 PlanPrompt = Annotated[
     Path | None, typer.Option(help="Plan prompt template file ($instruction, $length_hint; paper: $INST$).")
 ]
@@ -70,38 +71,19 @@ Shard = Annotated[
 ]
 
 
-@dataclass(frozen=True)
-class _Options:
-    """What every command shares: the server, the agent's settings, and how to run."""
-
-    base_url: str
-    model: str
-    api_key: str | None
-    preset: str
-    concurrency: int
-    cache: Path | None
-    json_plan: bool = False
-    plan_prompt: Path | None = None
-    write_prompt: Path | None = None
-    max_section_tokens: int | None = None
-    temperature: float | None = None
-    sampling: tuple[str, ...] = ()
-    retry_failed: bool = True
-    quiet: bool = False
-    shard: str | None = None
-
-
 @app.command()
+@user_errors
 def plan(
     in_path: InPath,
     out: OutPath,
     base_url: BaseUrl,
     model: Model,
-    api_key: ApiKey = None,
+    api_key_env: ApiKeyEnv = CLIENT_KEY_ENV,
+    api_key_file: ApiKeyFile = None,
     preset: Preset = "lw",
     concurrency: Concurrency = 8,
     cache: Cache = None,
-    json_plan: JsonPlan = False,
+    json_schema: JsonSchema = False,
     plan_prompt: PlanPrompt = None,
     temperature: Temperature = None,
     sampling: Sampling = None,
@@ -109,20 +91,23 @@ def plan(
     shard: Shard = None,
 ) -> None:
     """Plan every instruction: one lw_core.Plan per line (edit them, then `write`)."""
-    options = _Options(base_url, model, api_key, preset, concurrency, cache, json_plan=json_plan,
-                       plan_prompt=plan_prompt, temperature=temperature, sampling=tuple(sampling or ()), quiet=quiet,
-                       shard=shard)  # fmt: skip
-    _main("plan", in_path, out, None, options)
+    instructions = _instructions(in_path, shard)
+    client = chat_client(base_url, model, api_key_env=api_key_env, api_key_file=api_key_file, json_schema=json_schema,
+                         concurrency=concurrency, extra_body=_body(preset, sampling))  # fmt: skip
+    agent = _agent(preset, client, plan_prompt=plan_prompt, temperature=temperature)
+    _run("plan", agent, instructions, out, cache=cache, concurrency=concurrency, quiet=quiet)
 
 
 @app.command()
+@user_errors
 def write(
     in_path: InPath,
     out: OutPath,
     plans: Annotated[Path, typer.Option(help="Plans JSONL from `lw-agentwrite plan`.")],
     base_url: BaseUrl,
     model: Model,
-    api_key: ApiKey = None,
+    api_key_env: ApiKeyEnv = CLIENT_KEY_ENV,
+    api_key_file: ApiKeyFile = None,
     preset: Preset = "lw",
     concurrency: Concurrency = 8,
     cache: Cache = None,
@@ -135,23 +120,29 @@ def write(
     shard: Shard = None,
 ) -> None:
     """Write every instruction from its given plan: one lw_core.Document per line."""
-    options = _Options(base_url, model, api_key, preset, concurrency, cache, write_prompt=write_prompt,
-                       max_section_tokens=max_section_tokens, temperature=temperature,
-                       sampling=tuple(sampling or ()), retry_failed=retry_failed, quiet=quiet, shard=shard)  # fmt: skip
-    _main("write", in_path, out, plans, options)
+    instructions = _instructions(in_path, shard)
+    given = read_plans(_existing(plans))
+    client = chat_client(base_url, model, api_key_env=api_key_env, api_key_file=api_key_file,
+                         concurrency=concurrency, extra_body=_body(preset, sampling))  # fmt: skip
+    agent = _agent(preset, client, write_prompt=write_prompt, temperature=temperature,
+                   max_section_tokens=max_section_tokens)  # fmt: skip
+    _run("write", agent, instructions, out, plans=given, cache=cache, concurrency=concurrency,
+         retry_failed=retry_failed, quiet=quiet)  # fmt: skip
 
 
 @app.command()
+@user_errors
 def run(
     in_path: InPath,
     out: OutPath,
     base_url: BaseUrl,
     model: Model,
-    api_key: ApiKey = None,
+    api_key_env: ApiKeyEnv = CLIENT_KEY_ENV,
+    api_key_file: ApiKeyFile = None,
     preset: Preset = "lw",
     concurrency: Concurrency = 8,
     cache: Cache = None,
-    json_plan: JsonPlan = False,
+    json_schema: JsonSchema = False,
     plan_prompt: PlanPrompt = None,
     write_prompt: WritePrompt = None,
     max_section_tokens: MaxSectionTokens = None,
@@ -162,60 +153,35 @@ def run(
     shard: Shard = None,
 ) -> None:
     """Plan and write every instruction: one lw_core.Document per line. Killed runs resume where they stopped."""
-    options = _Options(base_url, model, api_key, preset, concurrency, cache, json_plan=json_plan,
-                       plan_prompt=plan_prompt, write_prompt=write_prompt, max_section_tokens=max_section_tokens,
-                       temperature=temperature, sampling=tuple(sampling or ()), retry_failed=retry_failed,
-                       quiet=quiet, shard=shard)  # fmt: skip
-    _main("run", in_path, out, None, options)
+    instructions = _instructions(in_path, shard)
+    client = chat_client(base_url, model, api_key_env=api_key_env, api_key_file=api_key_file, json_schema=json_schema,
+                         concurrency=concurrency, extra_body=_body(preset, sampling))  # fmt: skip
+    agent = _agent(preset, client, plan_prompt=plan_prompt, write_prompt=write_prompt, temperature=temperature,
+                   max_section_tokens=max_section_tokens)  # fmt: skip
+    _run("run", agent, instructions, out, cache=cache, concurrency=concurrency, retry_failed=retry_failed, quiet=quiet)
 
 
-def _main(mode: Mode, in_path: Path, out: Path, plans_path: Path | None, options: _Options) -> None:
-    logging.basicConfig(
-        level=logging.WARNING, handlers=[RichHandler(console=err, show_path=False)], format="%(message)s"
-    )
-    try:
-        for path in (in_path, plans_path):
-            if path is not None and not path.is_file():
-                raise LWError(f"{path}: no such file")
-        instructions = list(read_jsonl(in_path, Instruction))
-        if options.shard is not None:
-            index, count = _shard(options.shard)
-            instructions = instructions[index::count]
-        plans = read_plans(plans_path) if plans_path is not None else None
-        agent = _agent(options)
-        stats = _with_progress(agent, instructions, out, mode, plans, options)
-    except LWError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    err.print(stats.summary(), markup=False, highlight=False, soft_wrap=True)
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise LWError(f"{path}: no such file")
+    return path
 
 
-def _agent(options: _Options) -> AgentWrite:
-    client = OpenAIChatClient(
-        base_url=options.base_url,
-        model=options.model,
-        api_key=options.api_key,
-        concurrency=options.concurrency,
-        capabilities=Capabilities(json_schema=options.json_plan, concurrency=options.concurrency),
-        extra_body={**preset_sampling(options.preset), **_sampling(options.sampling)},
-    )
-    overrides: dict[str, Any] = {}
-    if options.plan_prompt is not None or options.write_prompt is not None:
-        if options.preset == "paper":
-            overrides["prompts"] = Prompts.paper(plan=options.plan_prompt, write=options.write_prompt)
-        else:
-            overrides["prompts"] = Prompts.default("en").replace(plan=options.plan_prompt, write=options.write_prompt)
-    if options.temperature is not None:
-        overrides["temperature"] = options.temperature
-    if options.max_section_tokens is not None:
-        overrides["max_section_tokens"] = options.max_section_tokens
-    return AgentWrite.preset(options.preset, client, **overrides)
+def _instructions(path: Path, shard: str | None) -> list[Instruction]:
+    """The instructions of ``path``, or of its shard ``I/N`` (every N-th, from the I-th)."""
+    instructions = list(read_jsonl(_existing(path), Instruction))
+    if shard is None:
+        return instructions
+    index, _, count = shard.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise LWError(f"--shard {shard!r}: expected I/N with 0 <= I < N, e.g. --shard 0/4")
+    return instructions[int(index) :: int(count)]
 
 
-def _sampling(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs as a request body; values are JSON where they parse (numbers, booleans), else strings."""
-    body: dict[str, Any] = {}
-    for pair in pairs:
+def _body(preset: str, sampling: list[str] | None) -> dict[str, Any]:
+    """The preset's server sampling, then ``--sampling KEY=VALUE`` pairs (JSON values where they parse)."""
+    body: dict[str, Any] = dict(preset_sampling(preset))
+    for pair in sampling or ():
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise LWError(f"--sampling {pair!r}: expected KEY=VALUE, e.g. --sampling repeat_penalty=1.15")
@@ -226,22 +192,46 @@ def _sampling(pairs: tuple[str, ...]) -> dict[str, Any]:
     return body
 
 
-def _with_progress(
+def _agent(
+    preset: str,
+    client: OpenAIChatClient,
+    *,
+    plan_prompt: Path | None = None,
+    write_prompt: Path | None = None,
+    temperature: float | None = None,
+    max_section_tokens: int | None = None,
+) -> AgentWrite:
+    """The preset's agent, with the settings given on the command line over it."""
+    overrides: dict[str, Any] = {}
+    if plan_prompt is not None or write_prompt is not None:
+        if preset == "paper":
+            overrides["prompts"] = Prompts.paper(plan=plan_prompt, write=write_prompt)
+        else:
+            overrides["prompts"] = Prompts.default("en").replace(plan=plan_prompt, write=write_prompt)
+    if temperature is not None:
+        overrides["temperature"] = temperature
+    if max_section_tokens is not None:
+        overrides["max_section_tokens"] = max_section_tokens
+    return AgentWrite.preset(preset, client, **overrides)
+
+
+def _run(
+    mode: Mode,
     agent: AgentWrite,
     instructions: list[Instruction],
     out: Path,
-    mode: Mode,
-    plans: dict[str, Plan] | None,
-    options: _Options,
-) -> BatchStats:
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
+    *,
+    plans: dict[str, Plan] | None = None,
+    cache: Path | None,
+    concurrency: int,
+    retry_failed: bool = True,
+    quiet: bool,
+) -> None:
+    """Run the batch with a progress bar (words, tokens/s, steps reused, prefix cache), then print its summary."""
+    logging.basicConfig(
+        level=logging.WARNING, handlers=[RichHandler(console=err, show_path=False)], format="%(message)s"
     )
-    with Progress(*columns, console=err, disable=options.quiet, transient=False) as bar:
+    with progress_bar(err, detail=True, disable=quiet) as bar:
         task = bar.add_task(mode, total=None, detail="")
 
         def update(stats: BatchStats) -> None:
@@ -252,14 +242,8 @@ def _with_progress(
             )
             bar.update(task, total=stats.total, completed=stats.skipped + stats.finished, detail=detail)
 
-        return run_sync(
-            run_batch(agent, instructions, out, mode=mode, plans=plans, cache=options.cache,
-                      concurrency=options.concurrency, retry_failed=options.retry_failed, progress=update)
+        stats = run_sync(
+            run_batch(agent, instructions, out, mode=mode, plans=plans, cache=cache,
+                      concurrency=concurrency, retry_failed=retry_failed, progress=update)
         )  # fmt: skip
-
-
-def _shard(value: str) -> tuple[int, int]:
-    index, _, count = value.partition("/")
-    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
-        raise LWError(f"--shard {value!r}: expected I/N with 0 <= I < N, e.g. --shard 0/4")
-    return int(index), int(count)
+    err.print(stats.summary(), markup=False, highlight=False, soft_wrap=True)
