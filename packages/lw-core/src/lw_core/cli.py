@@ -215,11 +215,13 @@ def validated(model: type[M], values: Mapping[str, Any], options: Mapping[str, s
         raise typer.BadParameter(error["msg"], param_hint=option) from None
 
 
-def progress_bar(console: Console | None = None, *, detail: bool = False, transient: bool = False) -> Progress:
-    """The progress bar of long work: what, bar, done/total, elapsed, remaining (and a ``detail`` field if asked).
+def progress_bar(
+    console: Console | None = None, *, detail: bool = False, transient: bool = False, disable: bool = False
+) -> Progress:
+    """The progress bar of long work: what, bar, done/total, (a ``detail`` field if asked,) elapsed, remaining.
 
-    Drawn on stderr, so a command's stdout stays its result. Use as ``with progress_bar() as bar:``, then
-    ``task = bar.add_task("judge", total=n)`` and ``bar.advance(task)``.
+    Drawn on stderr, so a command's stdout stays its result; ``disable`` serves a ``--quiet`` option. Use as
+    ``with progress_bar() as bar:``, then ``task = bar.add_task("judge", total=n)`` and ``bar.advance(task)``.
     """
     columns: list[ProgressColumn] = [
         TextColumn("[bold]{task.description}"),
@@ -230,4 +232,4 @@ def progress_bar(console: Console | None = None, *, detail: bool = False, transi
     ]
     if detail:
         columns.insert(3, TextColumn("{task.fields[detail]}"))
-    return Progress(*columns, console=console or Console(stderr=True), transient=transient)
+    return Progress(*columns, console=console or Console(stderr=True), transient=transient, disable=disable)
