@@ -1,11 +1,15 @@
 """The monorepo's shape: every package builds alone, lw-core installs without torch, and imports point one way."""
 
 import ast
+import importlib
+import re
 import subprocess
 import sys
 import tomllib
 import venv
+from importlib.metadata import packages_distributions, version
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,3 +68,85 @@ print("ok")
 """
     out = subprocess.run([python, "-c", probe], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "ok"
+
+
+#: Declared dependencies a package needs without importing them, and why.
+NOT_IMPORTED = {
+    "lw-data": {"pyarrow": "polars needs it for to_arrow, whose buffers the numba kernels read"},
+    "lw-train": {"accelerate": "transformers' Trainer needs it at run time"},
+}
+
+
+def _project(package: Path) -> dict[str, Any]:
+    return tomllib.loads((package / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
+def _dist(requirement: str) -> str:
+    return re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _imported_distributions(package: Path) -> dict[str, set[str]]:
+    """Third-party distributions the package's code imports (at any depth, lazily too) -> the files importing them."""
+    by_module = packages_distributions()
+    found: dict[str, set[str]] = {}
+    for path in (package / "src").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for top in {n.split(".")[0] for n in names} - set(sys.stdlib_module_names):
+                for dist in by_module.get(top, [top.replace("_", "-")]):
+                    found.setdefault(dist.lower().replace("_", "-"), set()).add(path.name)
+    return found
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_dependencies_match_imports(package: Path) -> None:
+    """Every import is declared (required, or in the extra that needs it) and every requirement is imported."""
+    project = _project(package)
+    required = {_dist(r) for r in project["dependencies"]}
+    extras = {_dist(r) for rs in project.get("optional-dependencies", {}).values() for r in rs}
+    imported = _imported_distributions(package)
+    imported.pop(project["name"], None)
+    undeclared = {dist: files for dist, files in imported.items() if dist not in required | extras}
+    assert undeclared == {}, "imported but not declared in pyproject.toml"
+    unused = required - set(imported) - set(NOT_IMPORTED.get(project["name"], {}))
+    assert unused == set(), "declared but never imported (say why in NOT_IMPORTED, or remove it)"
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_each_version_is_written_once(package: Path) -> None:
+    """The version is static in pyproject.toml; ``__version__`` reads the installed metadata, never a literal."""
+    project = _project(package)
+    assert "version" in project and "version" not in project.get("dynamic", [])
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in (package / "src").rglob("*.py"))
+    assert not re.search(r"__version__\s*=\s*['\"]", sources)
+    module = importlib.import_module(project["name"].replace("-", "_"))
+    assert module.__version__ == project["version"] == version(project["name"])
+
+
+def _backend_changes(tree: ast.AST) -> list[int]:
+    """Lines that import pyplot or call ``matplotlib.use`` / ``switch_backend`` (under any usual alias)."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name == "matplotlib.pyplot" for a in node.names):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module in ("matplotlib", "matplotlib.pyplot"):
+            if node.module == "matplotlib.pyplot" or any(a.name == "pyplot" for a in node.names):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = ast.unparse(node.func.value)
+            if node.func.attr in ("use", "switch_backend") and owner in ("matplotlib", "mpl", "plt", "pyplot"):
+                lines.append(node.lineno)
+    return lines
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_no_library_code_touches_the_global_matplotlib_backend(package: Path) -> None:
+    """``matplotlib.use`` or pyplot in a library changes the caller's plotting (a notebook loses inline plots)."""
+    offenders = {
+        path.name: lines
+        for path in (package / "src").rglob("*.py")
+        if (lines := _backend_changes(ast.parse(path.read_text(encoding="utf-8"))))
+    }
+    assert offenders == {}
