@@ -41,6 +41,7 @@ class Endpoint(_Section):
     api_key_env: str | None = Field(None, description="environment variable holding the remote endpoint's key")
     concurrency: int = Field(4, ge=1, description="requests in flight")
     context_length: int | None = Field(None, ge=256, description="the model's context (local servers)")
+    threads: int | None = Field(None, ge=1, description="llama.cpp threads (1 holds up better on a busy machine)")
 
 
 class InstructionsSection(_Section):
@@ -193,8 +194,8 @@ class ReproduceConfig(_Section):
 
     def digest(self) -> str:
         """Hash of everything that changes results: not the run's name and purpose, nor where an endpoint listens,
-        its key's variable or its concurrency (a server moved to another port resumes the same run)."""
-        where = {"base_url", "api_key_env", "concurrency"}
+        its key's variable, its concurrency or threads (a server moved to another port resumes the same run)."""
+        where = {"base_url", "api_key_env", "concurrency", "threads"}
         payload = self.model_dump(
             mode="json", exclude={"name": True, "purpose": True, "teacher": where, "student": where, "judge": where}
         )

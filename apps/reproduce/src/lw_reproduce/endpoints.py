@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lw_core import Capabilities, OpenAIChatClient
-from lw_serve import Server, resolve_model
+from lw_serve import LlamaCppBackend, Server, resolve_model
 
 from lw_reproduce.config import ConfigError, Endpoint
 
@@ -48,14 +48,17 @@ class Endpoints:
                 capabilities=Capabilities(concurrency=endpoint.concurrency),
                 extra_body=extra_body,
             )
-        server = self.server(model or endpoint.model, endpoint.backend, name=name)
+        server = self.server(model or endpoint.model, endpoint.backend, name=name, threads=endpoint.threads)
         return server.new_client(concurrency=endpoint.concurrency, extra_body=extra_body)
 
-    def server(self, model: str, backend: str | None, *, name: str | None = None) -> Server:
+    def server(self, model: str, backend: str | None, *, name: str | None = None, threads: int | None = None) -> Server:
         key = (model, backend, name)
         if key not in self._servers:
             label = name or Path(model).name or "model"
-            server = Server(resolve_model(model, name=name), backend, log_path=self.logs / f"server-{label}.log")
+            engine: str | LlamaCppBackend | None = backend
+            if backend == "llamacpp" and threads:
+                engine = LlamaCppBackend(threads=threads)
+            server = Server(resolve_model(model, name=name), engine, log_path=self.logs / f"server-{label}.log")
             self._servers[key] = self._stack.enter_context(server)
         return self._servers[key]
 
