@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -70,18 +71,6 @@ def tokenizer() -> Any:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tokenizer: Any) -> Any:
-    """A random 1-layer Llama with the tokenizer's vocabulary: enough for TRL's data path, fast on CPU."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config)
+def tiny_model(tokenizer: Any, tiny_llama: Callable[..., Any]) -> Any:
+    """The shared tiny random Llama (tests/conftest.py) with the tokenizer's vocabulary: enough for TRL's data path."""
+    return tiny_llama(vocab_size=len(tokenizer), max_position_embeddings=4096)

@@ -1,4 +1,7 @@
-"""Shared fixtures: a tiny random Llama for fast mechanics, the embedded SmolLM2 for real checks."""
+"""lw-train's fixtures: a byte tokenizer and tiny runs for fast mechanics, the embedded SmolLM2 for real checks.
+
+The tiny random Llama itself (``tiny_llama``) is shared with other test folders in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-
-def _tiny_llama(attn_implementation: str = "sdpa", vocab_size: int = 97):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        attn_implementation=attn_implementation,
-    )
-    return LlamaForCausalLM(config).float()
-
-
-@pytest.fixture
-def tiny_llama():
-    """Factory of a seeded random 2-layer Llama with a 97-token vocabulary (sub-second steps)."""
-    return _tiny_llama
-
 
 CHATML = (
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
@@ -102,13 +80,13 @@ WORDS = [
 ]
 
 
-def write_tiny_run(folder: Path, tokenizer, records: int = 16, seed: int = 0) -> tuple[Path, Path]:
+def write_tiny_run(folder: Path, tokenizer, tiny_llama, records: int = 16, seed: int = 0) -> tuple[Path, Path]:
     """A random 2-layer Llama + byte tokenizer saved as an HF folder, and an SFT file of ``records`` short chats."""
     import json
     import random
 
     model_folder = folder / "tiny-model"
-    _tiny_llama(vocab_size=len(tokenizer)).save_pretrained(model_folder)
+    tiny_llama(vocab_size=len(tokenizer)).save_pretrained(model_folder)
     tokenizer.save_pretrained(model_folder)
     rng = random.Random(seed)
     data = folder / "sft.jsonl"
@@ -121,7 +99,7 @@ def write_tiny_run(folder: Path, tokenizer, records: int = 16, seed: int = 0) ->
 
 
 @pytest.fixture
-def tiny_run(tmp_path, tokenizer, monkeypatch):
+def tiny_run(tmp_path, tokenizer, tiny_llama, monkeypatch):
     """(model folder, SFT file) of the tiny model in tmp_path, with $LW_HOME there too."""
     monkeypatch.setenv("LW_HOME", str(tmp_path / "lw_home"))
-    return write_tiny_run(tmp_path, tokenizer)
+    return write_tiny_run(tmp_path, tokenizer, tiny_llama)
