@@ -54,6 +54,9 @@ ItemSet = Annotated[
 TopP = Annotated[
     float | None, typer.Option(min=0.0, max=1.0, help="Nucleus sampling (paper: 0.8, GLM-4's chat default).")
 ]
+AnswerTokens = Annotated[int, typer.Option(min=1, help="New tokens per answer (paper: 32768).")]
+Temperature = Annotated[float, typer.Option(min=0.0, help="Sampling temperature (paper: 0.5).")]
+Limit = Annotated[int | None, typer.Option(min=1, help="Only the first N prompts.")]
 SourceUrl = Annotated[
     str, typer.Option(help="Repository root that named data sets are downloaded from (a mirror keeps its layout).")
 ]
@@ -129,11 +132,11 @@ def predict_command(
     out: Annotated[Path, typer.Option("--out", help="predictions.jsonl (appended; resumes).")],
     data: Data = "longbench_write",
     data_dir: DataDir = None,
-    max_tokens: Annotated[int, typer.Option(min=1, help="New tokens per answer (paper: 32768).")] = 32768,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature (paper: 0.5).")] = 0.5,
+    max_tokens: AnswerTokens = 32768,
+    temperature: Temperature = 0.5,
     top_p: TopP = 0.8,
     samples: Annotated[int, typer.Option(min=1, help="Answers per prompt (variance of the model).")] = 1,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N prompts.")] = None,
+    limit: Limit = None,
     concurrency: Concurrency = 4,
     api_key_env: ApiKeyEnv = CLIENT_KEY_ENV,
     api_key_file: ApiKeyFile = None,
@@ -266,10 +269,10 @@ def ruler_command(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Gets predictions.jsonl and report.{md,json,png}.")],
     data: Data = "longwrite_ruler",
     data_dir: DataDir = None,
-    max_tokens: Annotated[int, typer.Option(min=1, help="New tokens per answer (paper: 32768).")] = 32768,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature (paper: 0.5).")] = 0.5,
+    max_tokens: AnswerTokens = 32768,
+    temperature: Temperature = 0.5,
     top_p: TopP = 0.8,
-    limit: Annotated[int | None, typer.Option(min=1)] = None,
+    limit: Limit = None,
     concurrency: Concurrency = 4,
     api_key_env: ApiKeyEnv = CLIENT_KEY_ENV,
     api_key_file: ApiKeyFile = None,
