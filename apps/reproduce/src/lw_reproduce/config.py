@@ -51,7 +51,7 @@ class InstructionsSection(_Section):
     n: int = Field(4, ge=1, description="long-writing instructions to generate")
     min_words: int = Field(100, ge=20)
     max_words: int = Field(3000, ge=20)
-    languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en"])
+    languages: list[Literal["en", "zh"]] = Field(["en"])  # pydantic copies the default per instance
     general: int = Field(0, ge=0, description="short general instructions, answered directly and mixed in")
     seed: int = 0
 
@@ -217,7 +217,7 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
         if path.suffix in (".yaml", ".yml"):
-            import yaml
+            import yaml  # type: ignore[import-untyped]
 
             data = yaml.safe_load(text) or {}
         else:

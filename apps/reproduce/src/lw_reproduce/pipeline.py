@@ -301,7 +301,9 @@ class _Pipeline:
                     )  # fmt: skip
             predictions = [p for p in read_predictions(predictions_path) if p.id in {i.id for i in items}]
             if name == "longbench":
-                options = {} if bench.judge_max_tokens is None else {"max_tokens": bench.judge_max_tokens}
+                options: dict[str, Any] = (
+                    {} if bench.judge_max_tokens is None else {"max_tokens": bench.judge_max_tokens}
+                )
                 with _Progress(self.say, f"{stage} judgments", len(predictions)) as progress:
                     await judge(
                         judge_client, predictions, judgments_path, preset=bench.judge, retries=bench.judge_retries,
