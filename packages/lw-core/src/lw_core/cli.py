@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 try:
     import typer
@@ -137,15 +137,10 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
             if exc.filename is None:
                 raise
             message = f"{exc.filename}: {exc.strerror or exc}"
-        fail(message)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
     return run
-
-
-def fail(message: str) -> NoReturn:
-    """Print ``message`` as the one red error line on stderr and exit with code 1."""
-    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def api_key(env: str, file: Path | None, *, default_env: str = CLIENT_KEY_ENV) -> str | None:
