@@ -1,4 +1,4 @@
-"""The monorepo's shape: every package builds alone, lw-core installs without torch, and imports point one way."""
+"""The monorepo's shape: every package builds alone, lw-core installs without torch or typer, imports point one way."""
 
 import ast
 import importlib
@@ -64,6 +64,13 @@ except ImportError as err:
 else:
     raise AssertionError("count_words_series ran without polars")
 assert "torch" not in sys.modules and importlib.util.find_spec("torch") is None
+try:
+    import lw_core.cli
+except ImportError as err:
+    assert "lw-core[cli]" in str(err), err  # the command-line glue names its extra
+else:
+    raise AssertionError("lw_core.cli imported without typer and rich")
+assert "typer" not in sys.modules and "rich" not in sys.modules
 print("ok")
 """
     out = subprocess.run([python, "-c", probe], check=True, capture_output=True, text=True)
