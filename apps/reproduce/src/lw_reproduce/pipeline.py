@@ -527,11 +527,11 @@ class _Progress:
     """A rich progress bar on a terminal; a line per 10 % elsewhere (logs, CI)."""
 
     def __init__(self, say: Say, label: str, total: int) -> None:
+        from lw_core.cli import progress_bar
         from rich.console import Console
-        from rich.progress import Progress
 
         self.say, self.label, self.total, self.done, self._shown = say, label, total, 0, 0
-        self._bar = Progress(console=Console(stderr=True)) if Console(stderr=True).is_terminal else None
+        self._bar = progress_bar() if Console(stderr=True).is_terminal else None  # the bar of every lw command
         self._task: Any = None
 
     def __enter__(self) -> _Progress:
