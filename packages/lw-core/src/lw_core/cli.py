@@ -5,7 +5,8 @@
   anything else is a bug and keeps its traceback; usage errors are exit code 2 (click's): :func:`user_errors`.
 - API keys come from an environment variable or a file, never an option value (a command line is visible to every
   local user): :data:`ApiKeyEnv`, :data:`ApiKeyFile`, :func:`api_key`. Clients read ``$OPENAI_API_KEY`` unless told
-  another variable, as the ``openai`` package does; ``lw-serve up`` requires ``$LW_SERVE_API_KEY``.
+  another variable, as the ``openai`` package does; ``lw-serve up`` requires the key in ``$LW_SERVE_API_KEY`` if set
+  (its own variable, so an OpenAI key exported for other tools never becomes a local server's key by accident).
 - ``--json-schema`` says the server enforces JSON-schema ``response_format``: :data:`JsonSchema`.
 - Long work shows one kind of progress bar: :func:`progress_bar`.
 
@@ -35,7 +36,7 @@ try:
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
+except ImportError as exc:  # tests/e2e/test_packaging.py: lw-core installed alone
     raise ImportError(f"lw_core.cli needs typer and rich: pip install 'lw-core[cli]' ({exc})") from exc
 
 from pydantic import BaseModel, ValidationError
