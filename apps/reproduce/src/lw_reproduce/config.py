@@ -14,14 +14,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from lw_core import LWError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lw_reproduce.errors import ConfigError
+
 PROFILES = ("smoke", "cpu", "paper")
-
-
-class ConfigError(LWError):
-    """The configuration file or a flag is invalid; the message names the file and the field."""
 
 
 class _Section(BaseModel):

@@ -11,7 +11,8 @@ from typing import Any
 from lw_core import Capabilities, OpenAIChatClient
 from lw_serve import LlamaCppBackend, Server, resolve_model
 
-from lw_reproduce.config import ConfigError, Endpoint
+from lw_reproduce.config import Endpoint
+from lw_reproduce.errors import ConfigError
 
 
 class Endpoints:

@@ -37,7 +37,6 @@ from lw_core import (
     ChatClient,
     Instruction,
     JsonlWriter,
-    LWError,
     Plan,
     PlanStep,
     SFTRecord,
@@ -50,6 +49,7 @@ from lw_core import (
 
 from lw_reproduce.config import BenchSection, ReproduceConfig
 from lw_reproduce.endpoints import Endpoints
+from lw_reproduce.errors import PipelineError
 from lw_reproduce.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,6 @@ Say = Callable[[str], None]
 
 #: Stages in order; ``--from``/``--until`` take these names.
 STAGES = ("instructions", "agentwrite", "data", "bench_base", "train", "bench_sft", "dpo", "bench_dpo", "report")
-
-
-class PipelineError(LWError):
-    """A stage cannot run (no usable instructions, no data left after the filters, a missing earlier stage)."""
 
 
 def selected_stages(config: ReproduceConfig, start: str | None = None, stop: str | None = None) -> list[str]:

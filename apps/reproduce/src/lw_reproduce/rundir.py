@@ -16,16 +16,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from lw_core import LWError, atomic_write
+from lw_core import atomic_write
 
 from lw_reproduce.config import ReproduceConfig
+from lw_reproduce.errors import RunDirError
 
 log = logging.getLogger(__name__)
 PACKAGES = ("lw-core", "lw-agentwrite", "lw-data", "lw-train", "lw-bench", "lw-serve", "lw-reproduce")
-
-
-class RunDirError(LWError):
-    """The run folder belongs to another configuration."""
 
 
 def _versions() -> dict[str, str]:

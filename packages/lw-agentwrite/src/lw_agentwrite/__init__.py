@@ -2,15 +2,17 @@
 
 import importlib.metadata
 
-from lw_agentwrite.agent import PRESETS, AgentWrite, PlanError, WriteError, preset_sampling
+from lw_agentwrite.agent import PRESETS, AgentWrite, preset_sampling
 from lw_agentwrite.batch import BatchStats, read_plans, run_batch
-from lw_agentwrite.parse import PlanParseError, parse_plan
-from lw_agentwrite.prompts import PromptError, Prompts
+from lw_agentwrite.errors import AgentWriteError, PlanError, PlanParseError, PromptError, WriteError
+from lw_agentwrite.parse import parse_plan
+from lw_agentwrite.prompts import Prompts
 
 __version__ = importlib.metadata.version("lw-agentwrite")  # written once: pyproject.toml
 __all__ = [
     "PRESETS",
     "AgentWrite",
+    "AgentWriteError",
     "BatchStats",
     "PlanError",
     "PlanParseError",

@@ -15,7 +15,6 @@ from lw_core import (
     ClientError,
     Document,
     Instruction,
-    LWError,
     Plan,
     PlanStep,
     Section,
@@ -25,7 +24,8 @@ from lw_core import (
     run_sync,
 )
 
-from lw_agentwrite.parse import PlanParseError, parse_plan, split_plan
+from lw_agentwrite.errors import AgentWriteError, PlanError, PlanParseError, WriteError
+from lw_agentwrite.parse import parse_plan, split_plan
 from lw_agentwrite.prompts import Prompts, paper_text
 from lw_agentwrite.trim import loop_onset, repeated_share, trim_to_sentence
 
@@ -46,18 +46,6 @@ class _Answer:
     text: str
     reason: str | None
     repeated: float
-
-
-class WriteError(LWError):
-    """A section could not be written (the model answered nothing): the document fails and is retried next run."""
-
-
-class PlanError(LWError):
-    """No usable plan after all attempts: the reasons of every attempt are in the message."""
-
-    def __init__(self, message: str, usage: Usage | None = None) -> None:
-        super().__init__(message)
-        self.usage = usage or Usage()  # what the failed attempts cost
 
 
 def plan_schema(max_steps: int, min_steps: int = 1, max_section_words: int | None = None) -> dict[str, Any]:
@@ -152,7 +140,7 @@ class AgentWrite:
         (0.7, 0.8, True)
         """
         if name not in PRESETS:
-            raise LWError(f"unknown AgentWrite preset {name!r}; expected one of: {', '.join(PRESETS)}")
+            raise AgentWriteError(f"unknown AgentWrite preset {name!r}; expected one of: {', '.join(PRESETS)}")
         settings = dict(PRESETS[name])
         if name == "paper":
             settings["prompts"] = Prompts.paper()

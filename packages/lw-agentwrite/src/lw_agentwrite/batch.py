@@ -25,7 +25,8 @@ from typing import Literal, TextIO
 from lw_core import ClientError, Document, Instruction, JsonlWriter, Plan, Section, Usage, atomic_write, read_jsonl
 from pydantic import BaseModel
 
-from lw_agentwrite.agent import AgentWrite, PlanError, WriteError, failed_document
+from lw_agentwrite.agent import AgentWrite, failed_document
+from lw_agentwrite.errors import PlanError, WriteError
 
 log = logging.getLogger(__name__)
 Mode = Literal["plan", "write", "run"]

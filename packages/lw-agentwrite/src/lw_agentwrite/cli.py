@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from lw_core import Instruction, LWError, OpenAIChatClient, Plan, read_jsonl, run_sync
+from lw_core import Instruction, OpenAIChatClient, Plan, read_jsonl, run_sync
 from lw_core.cli import (
     CLIENT_KEY_ENV,
     ApiKeyEnv,
@@ -26,6 +26,7 @@ from rich.logging import RichHandler
 
 from lw_agentwrite.agent import AgentWrite, preset_sampling
 from lw_agentwrite.batch import BatchStats, Mode, read_plans, run_batch
+from lw_agentwrite.errors import AgentWriteError
 from lw_agentwrite.prompts import Prompts
 
 app = new_app(
@@ -163,7 +164,7 @@ def run(
 
 def _existing(path: Path) -> Path:
     if not path.is_file():
-        raise LWError(f"{path}: no such file")
+        raise AgentWriteError(f"{path}: no such file")
     return path
 
 
@@ -174,7 +175,7 @@ def _instructions(path: Path, shard: str | None) -> list[Instruction]:
         return instructions
     index, _, count = shard.partition("/")
     if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
-        raise LWError(f"--shard {shard!r}: expected I/N with 0 <= I < N, e.g. --shard 0/4")
+        raise AgentWriteError(f"--shard {shard!r}: expected I/N with 0 <= I < N, e.g. --shard 0/4")
     return instructions[int(index) :: int(count)]
 
 
@@ -184,7 +185,7 @@ def _body(preset: str, sampling: list[str] | None) -> dict[str, Any]:
     for pair in sampling or ():
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise LWError(f"--sampling {pair!r}: expected KEY=VALUE, e.g. --sampling repeat_penalty=1.15")
+            raise AgentWriteError(f"--sampling {pair!r}: expected KEY=VALUE, e.g. --sampling repeat_penalty=1.15")
         try:
             body[key.strip()] = json.loads(value)
         except json.JSONDecodeError:

@@ -14,12 +14,9 @@ import json
 import re
 from typing import Any
 
-from lw_core import LWError, Plan, PlanStep
+from lw_core import Plan, PlanStep
 
-
-class PlanParseError(LWError):
-    """No plan step could be recovered from a model's reply."""
-
+from lw_agentwrite.errors import PlanParseError
 
 _CN_NUM = "一二三四五六七八九十百零〇两"
 # "Paragraph 3", "Section 3:", "Part 3", "Step 3", "段落3", "第三段", "第3部分" ...

@@ -23,7 +23,9 @@ from pathlib import Path
 from string import Template
 from typing import Literal
 
-from lw_core import Instruction, LWError, Plan, PlanStep, Section, data_file
+from lw_core import Instruction, Plan, PlanStep, Section, data_file
+
+from lw_agentwrite.errors import PromptError
 
 TemplateSource = str | os.PathLike[str]
 PromptStyle = Literal["lw", "paper"]
@@ -38,10 +40,6 @@ _REQUIRED: dict[PromptStyle, dict[str, tuple[str, ...]]] = {
 }
 #: The order in which the original code replaces the paper's placeholders (it matters when a value holds one).
 _PAPER_ORDER = ("$INST$", "$PLAN$", "$TEXT$", "$STEP$")
-
-
-class PromptError(LWError):
-    """A prompt template is missing a placeholder or cannot be read."""
 
 
 def _packaged(name: str) -> str:

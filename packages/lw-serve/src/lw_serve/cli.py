@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from lw_core import LWError
 from lw_core.cli import SERVER_KEY_ENV, ApiKeyFile, api_key, new_app, progress_bar, user_errors
 from rich.console import Console
 from rich.table import Table
 
 from lw_serve.backends import BACKENDS, Backend, LlamaCppBackend, SGLangBackend, TransformersBackend
+from lw_serve.errors import ServeError, ServerError
 from lw_serve.export import export_gguf
 from lw_serve.models import EMBEDDED_MODEL, known_models, resolve_model
 
@@ -55,7 +55,7 @@ def _backend(
                                parallel=parallel or defaults.parallel, export_outtype=outtype)  # fmt: skip
     if name == "transformers":
         if api_key:
-            raise LWError("transformers serve cannot require an API key: use --backend llamacpp or sglang")
+            raise ServeError("transformers serve cannot require an API key: use --backend llamacpp or sglang")
         return TransformersBackend(continuous_batching=continuous_batching)
     if name == "sglang":
         context = ctx_size or SGLangBackend().context_length
@@ -128,7 +128,7 @@ def up(
             try:
                 while not stop.wait(0.5):
                     if not server.running:
-                        raise LWError(f"the server exited unexpectedly; log tail:\n{server.log_tail()}")
+                        raise ServerError(f"the server exited unexpectedly; log tail:\n{server.log_tail()}")
             except KeyboardInterrupt:
                 pass
     finally:

@@ -34,20 +34,19 @@ def pack(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the bins (JSON) here")] = None,
 ) -> None:
     """Tokenize (cached under $LW_HOME), pack into bins and report fill; optionally save the bins."""
-    from lw_core import LWError
     from lw_core.jsonl import atomic_write, read_jsonl
     from lw_core.schemas import SFTRecord
     from transformers import AutoTokenizer
 
+    from lw_train import TrainError, pack_fill, tokenize_chats
     from lw_train import pack as pack_bins
-    from lw_train import pack_fill, tokenize_chats
 
     with console.status("reading and tokenizing"):
         records = list(read_jsonl(data, SFTRecord))
         try:
             loaded = AutoTokenizer.from_pretrained(tokenizer)
         except OSError as error:
-            raise LWError(f"--tokenizer {tokenizer!r}: cannot load it ({error})") from None
+            raise TrainError(f"--tokenizer {tokenizer!r}: cannot load it ({error})") from None
         samples = tokenize_chats(records, loaded, max_tokens=max_tokens, overlong=overlong)
     lengths = samples.lengths
     bins = pack_bins(lengths, max_tokens, strategy, num_ranks=num_ranks)
