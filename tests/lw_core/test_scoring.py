@@ -8,7 +8,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from lw_core import DIMENSIONS, length_score, quality_score, repeated_ngram_ratio
+from lw_core import DIMENSIONS, length_score, length_scores_array, quality_score, repeated_ngram_ratio
 
 
 def paper_length_score(x: float, y: float) -> float:
@@ -62,6 +62,35 @@ def test_length_score_is_the_papers_bit_for_bit(required: int, actual: int) -> N
     value = length_score(required, actual)
     assert value == paper_length_score(required, actual)
     assert 0.0 <= value <= 100.0 and not math.isnan(value)
+
+
+lengths = st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False)
+
+
+@given(st.lists(st.tuples(lengths.filter(lambda x: x > 0), lengths), max_size=50))
+def test_length_scores_array_is_the_scalar_bit_for_bit(rows: list[tuple[float, float]]) -> None:
+    """The one vectorised length score (lw-bench's and lw-data's) equals the scalar to the last bit, floats too."""
+    got = length_scores_array([x for x, _ in rows], [y for _, y in rows])
+    assert got.dtype == "float64" and got.shape == (len(rows),)
+    assert got.tolist() == [length_score(x, y) for x, y in rows]
+
+
+@given(st.lists(st.tuples(st.integers(1, 50_000), st.integers(0, 200_000)), max_size=50))
+def test_length_scores_array_on_word_counts(rows: list[tuple[int, int]]) -> None:
+    got = length_scores_array([x for x, _ in rows], [y for _, y in rows]).tolist()
+    assert got == [length_score(x, y) for x, y in rows]
+    assert all(value == paper_length_score(x, y) for (x, y), value in zip(rows, got, strict=True) if y)
+
+
+def test_length_scores_array_refuses_what_the_scalar_refuses() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        length_scores_array([1000, 0], [10, 10])
+    with pytest.raises(ValueError, match="negative"):
+        length_scores_array([10], [-1])
+    with pytest.raises(ValueError, match="shape"):
+        length_scores_array([10, 20], [10])
+    assert length_scores_array([], []).tolist() == []
+    assert math.isnan(length_scores_array([100], [math.nan])[0])  # a null length stays unknown, never a score
 
 
 def test_quality_of_one_judgment() -> None:

@@ -1,9 +1,9 @@
 """The paper's scores: S_l from lengths, S_q from judge ratings, S = (S_l + S_q) / 2, overall and per slice.
 
 The per-output rules are lw-core's (:func:`lw_core.length_score`, :func:`lw_core.quality_score`), which reproduce
-THUDM/LongWriter's ``eval_length.py`` and ``eval_quality.py`` operation for operation; this module adds their
-vectorised forms (bit-identical) and the aggregation of a run: slices, coverage, output length per required length,
-and the share of degenerate (looping) outputs.
+THUDM/LongWriter's ``eval_length.py`` and ``eval_quality.py`` operation for operation, and so is the vectorised length
+score (:func:`lw_core.length_scores_array`, bit-identical); this module wraps it for polars and adds the aggregation
+of a run: slices, coverage, output length per required length, and the share of degenerate (looping) outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
 import polars as pl
 from lw_core import (
     DIMENSIONS,
@@ -24,6 +23,7 @@ from lw_core import (
     Prediction,
     ScoreGroup,
     count_words_batch,
+    length_scores_array,
     quality_score,
     repeated_ngram_ratio,
 )
@@ -35,25 +35,20 @@ log = logging.getLogger(__name__)
 LENGTH_RANGES: tuple[tuple[int, int | None], ...] = ((0, 500), (500, 2000), (2000, 4000), (4000, None))
 
 
-def _length_scores_numpy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        over = 100 * np.maximum(0, 1.0 - (y / x - 1) / 3)
-        under = 100 * np.maximum(0, 1.0 - (x / y - 1) / 2)
-    return np.where(y > x, over, np.where(y == 0, 0.0, under))
-
-
 def length_score_expr(required: str | pl.Expr = "length", actual: str | pl.Expr = "word_count") -> pl.Expr:
     """:func:`lw_core.length_score` as a polars expression over two columns, bit-identical to the scalar form.
 
-    Evaluated with numpy: polars' own kernels turn ``a / 3`` into ``a * (1/3)``, which differs in
-    the last bits, and the point of this package is numbers equal to the paper's.
+    Evaluated with numpy (:func:`lw_core.length_scores_array`): polars' own kernels turn ``a / 3`` into
+    ``a * (1/3)``, which differs in the last bits, and the point of this package is numbers equal to the paper's.
+    Lengths the scalar refuses (a required length of 0 or less, a negative output length) raise :class:`ValueError`
+    when the expression is evaluated.
     """
     x = (pl.col(required) if isinstance(required, str) else required).cast(pl.Float64)
     y = (pl.col(actual) if isinstance(actual, str) else actual).cast(pl.Float64)
     return (
         pl.struct(x.alias("x"), y.alias("y"))
         .map_batches(
-            lambda s: pl.Series(_length_scores_numpy(s.struct.field("x").to_numpy(), s.struct.field("y").to_numpy())),
+            lambda s: pl.Series(length_scores_array(s.struct.field("x").to_numpy(), s.struct.field("y").to_numpy())),
             return_dtype=pl.Float64,
         )
         .alias("length_score")
@@ -61,11 +56,12 @@ def length_score_expr(required: str | pl.Expr = "length", actual: str | pl.Expr 
 
 
 def length_scores(required: Sequence[float] | pl.Series, actual: Sequence[float] | pl.Series) -> pl.Series:
-    """:func:`lw_core.length_score` for many rows at once (a million rows in well under a second)."""
+    """:func:`lw_core.length_score` for many rows at once (a million rows in well under a second).
+
+    Lengths the scalar refuses raise :class:`ValueError` here too.
+    """
     frame = pl.DataFrame({"x": required, "y": actual}, schema={"x": pl.Float64, "y": pl.Float64})
-    if frame.height and (frame["x"].min() <= 0 or frame["y"].min() < 0):  # type: ignore[operator]
-        raise ValueError("required lengths must be positive and output lengths non-negative")
-    return frame.select(length_score_expr("x", "y"))["length_score"]
+    return pl.Series("length_score", length_scores_array(frame["x"].to_numpy(), frame["y"].to_numpy()))
 
 
 def latest_judgments(judgments: Iterable[Judgment]) -> dict[tuple[str, int, int], Judgment]:

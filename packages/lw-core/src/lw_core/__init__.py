@@ -34,7 +34,13 @@ from lw_core.schemas import (
     Usage,
     stable_id,
 )
-from lw_core.scoring import REPETITION_THRESHOLD, length_score, quality_score, repeated_ngram_ratio
+from lw_core.scoring import (
+    REPETITION_THRESHOLD,
+    length_score,
+    length_scores_array,
+    quality_score,
+    repeated_ngram_ratio,
+)
 from lw_core.text import count_words, count_words_batch, detect_language
 
 __version__ = importlib.metadata.version("lw-core")  # written once: pyproject.toml
@@ -75,6 +81,7 @@ __all__ = [
     "detect_language",
     "json_schema_format",
     "length_score",
+    "length_scores_array",
     "lw_home",
     "quality_score",
     "read_jsonl",

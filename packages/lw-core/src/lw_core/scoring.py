@@ -2,15 +2,22 @@
 
 ``length_score`` and ``quality_score`` are THUDM/LongWriter's ``evaluation/eval_length.py`` and
 ``eval_quality.py`` (commit 3fcfdff) operation for operation, so floats are bit-identical to the paper's.
-Vectorised forms (polars, numpy, numba) live in the packages that need the speed and are tested against these.
+``length_scores_array`` is the length score of whole columns (numpy, from the ``fast`` extra), the one vectorised
+form lw-bench and lw-data call. The vectorised quality and repetition forms live in lw-data, the one package that
+needs their speed, and are tested against these.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from lw_core.schemas import DIMENSIONS
+
+if TYPE_CHECKING:
+    import numpy
+    import numpy.typing
 
 #: Repeated-4-gram ratio above which a text counts as a loop: lw-data's SFT filter default (``max_repetition``) and
 #: lw-bench's "degenerate output" share, so both call the same outputs degenerate.
@@ -38,6 +45,35 @@ def length_score(required: float, actual: float) -> float:
     if y == 0:
         return 0.0
     return 100 * max(0.0, 1.0 - (x / y - 1) / 2)
+
+
+def length_scores_array(required: numpy.typing.ArrayLike, actual: numpy.typing.ArrayLike) -> numpy.ndarray:
+    """:func:`length_score` of each pair at once, as a float64 numpy array, bit-identical to the scalar form.
+
+    numpy rather than a polars expression: polars' kernels turn ``a / 3`` into ``a * (1/3)``, which differs from
+    the scalar (and the paper's) score in the last bit; numpy divides as Python does. Takes anything numpy turns
+    into an array (lists, numpy arrays, polars or pandas series); a NaN (a null from polars) gives NaN. Lengths the
+    scalar refuses are refused here too (:class:`ValueError`). Needs numpy: ``pip install 'lw-core[fast]'``.
+
+    >>> length_scores_array([1000, 1000, 100], [2500, 500, 0]).tolist()
+    [50.0, 50.0, 0.0]
+    """
+    try:
+        import numpy as np
+    except ImportError as err:
+        raise ImportError("length_scores_array needs numpy: pip install 'lw-core[fast]'") from err
+    x, y = np.asarray(required, dtype=np.float64), np.asarray(actual, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"required and actual lengths differ in shape: {x.shape} and {y.shape}")
+    if (x <= 0).any():
+        raise ValueError(f"required length must be positive, got {x[x <= 0][0]}")
+    if (y < 0).any():
+        raise ValueError(f"output length cannot be negative, got {y[y < 0][0]}")
+    # y = 0 divides by zero, and a tiny length overflows to inf (scoring 0, as the scalar does): no warnings
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        too_long = 100 * np.maximum(0.0, 1.0 - (y / x - 1) / 3)
+        too_short = 100 * np.maximum(0.0, 1.0 - (x / y - 1) / 2)
+    return np.where(y > x, too_long, np.where(y == 0, 0.0, too_short))
 
 
 def quality_score(scores: Mapping[str, float]) -> float | None:

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from lw_core import DIMENSIONS
+from lw_core import DIMENSIONS, length_scores_array
 from lw_core.text import count_words_series
 from pydantic import BaseModel, Field
 
@@ -46,14 +46,11 @@ class DPORule(BaseModel):
 def length_scores(required: pl.Series, actual: pl.Series) -> pl.Series:
     """``lw_core.length_score(required, actual)`` per row, bit-identical: 0–100, 100 at the required length.
 
-    numpy, not a polars expression: polars divides a column by a constant as a product with its reciprocal, which
-    can differ from the scalar score in the last bit.
+    lw-core's numpy form (:func:`lw_core.length_scores_array`), not a polars expression: polars divides a column by a
+    constant as a product with its reciprocal, which can differ from the scalar score in the last bit.
     """
     x, y = required.cast(pl.Float64).to_numpy(), actual.cast(pl.Float64).to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        too_long = 100 * np.maximum(0.0, 1.0 - (y / x - 1) / 3)
-        too_short = 100 * np.maximum(0.0, 1.0 - (x / y - 1) / 2)
-    return pl.Series("length_score", np.where(y > x, too_long, np.where(y == 0, 0.0, too_short)))
+    return pl.Series("length_score", length_scores_array(x, y))
 
 
 def quality_scores(scores: pl.Series) -> pl.Series:
