@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -142,6 +143,18 @@ train_sft(SFTConfig.from_file(sys.argv[1], sys.argv[3:]), callbacks=[RankLosses(
 """
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _run(command: list[str], env: dict[str, str]) -> None:
+    """Run a training process; a failure shows the process's own output, not only its exit status."""
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+
+
 @pytest.mark.slow
 def test_two_ranks_log_the_loss_of_one_process_accumulating_the_same_global_batch(tiny_run, tmp_path):
     """`accelerate launch` with 2 CPU processes (gloo) vs 1 process with 2 accumulation steps: same bins per step."""
@@ -157,17 +170,13 @@ def test_two_ranks_log_the_loss_of_one_process_accumulating_the_same_global_batc
     # (accelerate 1.x's --cpu launches a single process unless an MPI hostfile is given).
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    # A free loopback port rather than torchrun's fixed 29500, which another job on a shared CI host may hold.
+    launch += ["--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port())]
     two = tmp_path / "two.jsonl"
-    subprocess.run(
-        [*launch, str(script), str(config_path), str(two), f"output_dir={tmp_path / 'two'}"],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
+    _run([*launch, str(script), str(config_path), str(two), f"output_dir={tmp_path / 'two'}"], env)
     one = tmp_path / "one.jsonl"
-    subprocess.run(
-        [sys.executable, str(script), str(config_path), str(one), f"output_dir={tmp_path / 'one'}",
-         "gradient_accumulation_steps=2"],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
+    _run([sys.executable, str(script), str(config_path), str(one), f"output_dir={tmp_path / 'one'}",
+          "gradient_accumulation_steps=2"], env)  # fmt: skip
     by_rank: dict[int, list[float]] = {}
     for line in two.read_text().splitlines():
         entry = json.loads(line)
