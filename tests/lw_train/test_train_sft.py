@@ -165,7 +165,8 @@ def test_two_ranks_log_the_loss_of_one_process_accumulating_the_same_global_batc
         f'model = "{model_folder}"\ndata = "{data}"\nmax_tokens = 384\nmax_steps = 3\nlearning_rate = 3e-3\n'
         'threads = 1\nloss_reduction = "sequence"\n'
     )
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    # gloo on the loopback device: a CI host whose name resolves to no local interface still connects.
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "GLOO_SOCKET_IFNAME": "lo"}
     # --multi_gpu selects accelerate's torchrun launcher; without a GPU each process runs on the CPU with gloo
     # (accelerate 1.x's --cpu launches a single process unless an MPI hostfile is given).
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]

@@ -500,10 +500,13 @@ def _stage_table(run: RunDir) -> str:
 
 
 def _brief(summary: dict[str, Any], prefix: str = "") -> str:
-    """A stage summary as ``key value`` pairs, one level of nesting, paths and long lists left out.
+    """A stage summary as ``key value`` pairs, one level of nesting, paths and long lists left out. Floats keep
+    one decimal from 10 up and three significant digits below, so a fill of 0.9666 does not read as 1.0.
 
     >>> _brief({"long": 3, "S_l": 55.4761, "ruler": {"S_l": 88.2, "items": 1}, "model": "/tmp/x/model"})
     'long 3, S_l 55.5, ruler.S_l 88.2, ruler.items 1'
+    >>> _brief({"pack_fill": 0.9666, "final_loss": 1.30531, "tokens_per_s": 132.12})
+    'pack_fill 0.967, final_loss 1.31, tokens_per_s 132.1'
     """
     parts = []
     for key, value in summary.items():
@@ -513,7 +516,7 @@ def _brief(summary: dict[str, Any], prefix: str = "") -> str:
         elif isinstance(value, bool | int):
             parts.append(f"{prefix}{key} {value}")
         elif isinstance(value, float):
-            parts.append(f"{prefix}{key} {value:.1f}")
+            parts.append(f"{prefix}{key} {value:.1f}" if abs(value) >= 10 else f"{prefix}{key} {value:.3g}")
         elif isinstance(value, str) and "/" not in value and len(value) <= 40:
             parts.append(f"{prefix}{key} {value}")
     return ", ".join(parts)
