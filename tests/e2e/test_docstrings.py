@@ -24,7 +24,6 @@ WITHOUT_EXAMPLES: frozenset[str] = frozenset(
         "lw_data.dpo",
         "lw_data.errors",
         "lw_data.instructions",
-        "lw_data.sft",
         "lw_data.stats",
         "lw_serve.backends",
         "lw_serve.engine",

@@ -109,6 +109,29 @@ def test_chinese_plan_echo_is_stripped_and_subtitles_kept(make: Any) -> None:
     assert kept["messages"][0][1]["content"] == f"{one}\n\n第二部分：结尾\n{two}"
 
 
+def test_task_talk_is_stripped_on_request_and_kept_by_default(make: Any) -> None:
+    """Sentences a small teacher writes about its task go (lines left holding a bare list marker too); the prose
+    around them, its spacing and its subtitles stay, and a section that was nothing but task talk is empty."""
+    body1, body2 = make.prose(40, 1), make.prose(40, 2)
+    sections = [
+        f"## Tides\n\nHere is a rewritten version of your text:\n\n{body1} This paragraph has two main points. "
+        "The moon pulls the sea.",
+        f"1. Welcome: This sentence has two main points, one is a welcome.\n2. {body2}",
+    ]
+    doc = make.document("a", "Write about tides", sections)
+    talk = LOOSE.model_copy(update={"strip_task_talk": True})
+    kept, _ = build_sft(frame_of(make, doc), talk)
+    response = kept["messages"][0][1]["content"]
+    assert response == f"## Tides\n\n{body1} The moon pulls the sea.\n\n2. {body2}"
+    kept, _ = build_sft(frame_of(make, doc), LOOSE)
+    assert "rewritten version" in kept["messages"][0][1]["content"]
+    only_talk = make.document("b", "Write", [make.prose(60), "Here is the text you asked for: the word count is 40."])
+    assert reason(make, only_talk, talk) == "empty section"
+    zh = make.document("c", "写120字", [f"以下是改写后的段落。{make.chinese(60, 1)}"])
+    kept, _ = build_sft(frame_of(make, zh), talk)
+    assert kept["messages"][0][1]["content"] == make.chinese(60, 1)
+
+
 def test_headers_inside_the_text_are_kept(make: Any) -> None:
     text = f"{make.prose(30, 1)}\nPart 2 of the journey began at dawn.\n{make.prose(30, 2)}"
     kept, _ = build_sft(frame_of(make, make.document("a", "Write", [text])), ECHO)

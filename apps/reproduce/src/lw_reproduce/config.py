@@ -84,6 +84,9 @@ class DataSection(_Section):
     )
     keep_truncated: bool = Field(False, description="keep documents cut by a token cap")
     strip_plan_echo: bool = Field(False, description="cut plan labels a teacher copied into its sections (ours)")
+    strip_task_talk: bool = Field(
+        False, description="cut sentences in which a teacher talks about its task, e.g. a rewrite (ours)"
+    )
     long_fraction: float = Field(1.0, gt=0, le=1, description="share of long-writing records in the training mix")
     seed: int = 0
 

@@ -209,6 +209,7 @@ class _Pipeline:
             max_repetition=section.max_repetition,
             keep_truncated=section.keep_truncated,
             strip_plan_echo=section.strip_plan_echo,
+            strip_task_talk=section.strip_task_talk,
         )
         summary: dict[str, Any] = {}
         long_files = []

@@ -170,6 +170,9 @@ def build_sft(
     strip_plan_echo: Annotated[
         bool, typer.Option(help="remove plan-step labels and echoed prompts from sections (not the paper's)")
     ] = False,
+    strip_task_talk: Annotated[
+        bool, typer.Option(help="remove sentences that talk about the writing task, e.g. a rewrite (not the paper's)")
+    ] = False,
     system: Annotated[str | None, typer.Option(help="system prompt to put first in every chat")] = None,
     png: Annotated[Path | None, typer.Option(help="save the length plots here")] = None,
     batch_rows: Annotated[int, typer.Option(help="documents per batch (bounds memory)")] = 5_000,
@@ -184,6 +187,7 @@ def build_sft(
         "max_length_ratio": max_ratio,
         "keep_truncated": keep_truncated,
         "strip_plan_echo": strip_plan_echo,
+        "strip_task_talk": strip_task_talk,
         "system_prompt": system,
         **({} if max_repetition is None else {"max_repetition": max_repetition}),
     }
