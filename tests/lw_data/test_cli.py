@@ -71,6 +71,21 @@ def test_build_sft_and_stats(tmp_path: Path, make: Any) -> None:
     assert result.exit_code == 0 and "all" in result.output and (tmp_path / "again.png").exists()
 
 
+def test_build_sft_cleaning_flags_reach_the_filters(tmp_path: Path, make: Any) -> None:
+    body = make.prose(120, 1)
+    section = f"Paragraph 1 - Main point: tides\nHere is a rewritten version of your text:\n{body}"
+    src = make.write_lines(tmp_path / "docs.jsonl", [make.document("d", "Write 120 words", [section])])
+    answers = {}
+    for flags in ((), ("--strip-plan-echo",), ("--strip-plan-echo", "--strip-task-talk")):
+        out = tmp_path / f"sft{len(flags)}.jsonl"
+        result = run("build-sft", src, "-o", out, "--min-words", 10, *flags)
+        assert result.exit_code == 0, result.output
+        answers[flags] = next(read_jsonl(out, SFTRecord)).messages[-1].content
+    assert answers[()] == section
+    assert answers[("--strip-plan-echo",)] == f"Here is a rewritten version of your text:\n{body}"
+    assert answers[("--strip-plan-echo", "--strip-task-talk")] == body
+
+
 @pytest.mark.parametrize("words", [1_234, 23_456])
 def test_stats_table_never_cuts_values(tmp_path: Path, make: Any, words: int) -> None:
     prompts = [f"Write {words} words", f"写一篇{words}字的报告"]
