@@ -66,3 +66,10 @@ def test_repeated_share_counts_what_copies_the_text_before() -> None:
     assert repeated_share(first, context="") == 0.0
     assert repeated_share(first, context=first) == 1.0  # a section that copies the one before
     assert repeated_share("Fishermen load their nets, then they sail out into the grey morning.", first) < 0.3
+
+
+def test_agentwrite_cuts_loops_with_lw_cores_loop_onset() -> None:
+    """One loop detector: the one lw-bench's rewards and lw-data's DPO scores measure length with."""
+    import lw_core
+
+    assert loop_onset is lw_core.loop_onset

@@ -143,3 +143,15 @@ def test_a_loop_scores_high_and_prose_low() -> None:
 def test_repeated_ngram_ratio_rejects_empty_grams() -> None:
     with pytest.raises(ValueError, match="n-gram"):
         repeated_ngram_ratio("a b", 0)
+
+
+def test_a_looping_text_scores_below_a_clean_one_of_the_same_length() -> None:
+    from lw_core import count_words, loop_aware_length_score, loop_free_words
+
+    clean = " ".join(a + b for a in "abcdefghij" for b in "abcdefghij")  # 100 different words
+    looped = "The harbour was quiet at dawn and the boats were still. " + "I am a writer and I write. " * 13
+    assert count_words(clean) == 100 and count_words(looped) == 11 + 13 * 7
+    assert loop_aware_length_score(100, clean) == length_score(100, 100) == 100.0
+    assert loop_free_words(looped) == 11 + 7, "the loop counts once: where it starts, one copy is kept"
+    assert loop_aware_length_score(count_words(looped), looped) < loop_aware_length_score(100, clean)
+    assert length_score(count_words(looped), count_words(looped)) == 100.0, "the paper's S_l counts the loop"

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import re
 
+from lw_core import loop_onset
+
+__all__ = ["loop_onset", "repeated_share", "trim_to_sentence"]
+
 # A sentence ends at . ! ? (then closing quotes or brackets, then a space or the end; not a list number's "3.") or at
 # a CJK end mark (no space needed), and a line ends at a line break (headings and list items carry no full stop).
 _PUNCTUATION_END = r"(?<!^\d)(?<!^\d\d)(?<!\n\d)(?<!\n\d\d)[.!?][\"'”’)\]]*(?=\s|$)|[。！？…][”’」』）\"']*"
@@ -16,7 +20,6 @@ _SENTENCE_END = re.compile(rf"{_PUNCTUATION_END}|\n")
 _HAS_SENTENCE = re.compile(_PUNCTUATION_END)
 # A last line that announces what the cut took away: a markdown heading, a bold line, a line ending in a colon.
 _DANGLING_LINE = re.compile(r"\n[ \t]*(?:#[^\n]*|\*\*[^\n]*\*\*|[^\n]*[:：])[ \t]*$")
-_TOKEN = re.compile(r"[\u4e00-\u9fff]|[^\s\u4e00-\u9fff]+")
 _CJK = re.compile(r"([\u4e00-\u9fff])")
 
 
@@ -73,38 +76,3 @@ def _words(text: str) -> list[str]:
     """``lw_core.repeated_ngram_ratio``'s tokens: the lower-cased text split on spaces, every CJK ideograph a token."""
     text = _CJK.sub(r" \1 ", re.sub(r"[\n\t\r]", " ", text).lower())
     return [w for w in text.split(" ") if w]
-
-
-def loop_onset(text: str, context: str = "", n: int = 4, window: int = 24, repeated: float = 0.9) -> int | None:
-    """Character offset where ``text`` starts looping (or copying ``context``, the text before it), or None.
-
-    A loop starts at the first word n-gram seen before (in ``text`` or in ``context``) that opens a run of ``window``
-    n-grams of which at least ``repeated`` were seen before (words lower-cased, every CJK ideograph a word, as in
-    ``lw_core.repeated_ngram_ratio``). Cutting there keeps one copy of what the model went on repeating.
-
-    >>> text = "A quiet town by the sea. " + "I am a writer and I write. " * 12
-    >>> text[: loop_onset(text)]
-    'A quiet town by the sea. I am a writer and I write. '
-    >>> loop_onset("Every sentence here is new, and none of them repeats what came before it.") is None
-    True
-    """
-    tokens = list(_TOKEN.finditer(text))
-    words = [t.group().lower() for t in tokens]
-    grams = list(zip(*(words[i:] for i in range(n)), strict=False))
-    if len(grams) < window:
-        return None
-    known = [t.lower() for t in _TOKEN.findall(context)]
-    seen: set[tuple[str, ...]] = set(zip(*(known[i:] for i in range(n)), strict=False))
-    flags = []
-    for gram in grams:
-        flags.append(gram in seen)
-        seen.add(gram)
-    need = repeated * window
-    count = sum(flags[:window])
-    for start in range(len(grams) - window + 1):
-        if start:
-            count += flags[start + window - 1] - flags[start - 1]
-        if count >= need:
-            first = next(i for i in range(start, start + window) if flags[i])
-            return tokens[first].start()
-    return None

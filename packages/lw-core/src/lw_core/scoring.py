@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from lw_core.schemas import DIMENSIONS
+from lw_core.text import count_words
 
 if TYPE_CHECKING:
     import numpy
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 #: Repeated-4-gram ratio above which a text counts as a loop: lw-data's SFT filter default (``max_repetition``) and
 #: lw-bench's "degenerate output" share, so both call the same outputs degenerate.
 REPETITION_THRESHOLD = 0.3
+
+# Words for loop detection: every CJK ideograph, or a run of anything but spaces and ideographs (punctuation stays on
+# its word, so "write." and "write" differ: a loop repeats its punctuation too).
+_LOOP_TOKEN = re.compile(r"[\u4e00-\u9fff]|[^\s\u4e00-\u9fff]+")
 
 
 def length_score(required: float, actual: float) -> float:
@@ -112,3 +117,68 @@ def repeated_ngram_ratio(text: str, n: int = 4) -> float:
     words = [w for w in text.split(" ") if w]
     grams = list(zip(*(words[i:] for i in range(n)), strict=False))
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def loop_onset(text: str, context: str = "", n: int = 4, window: int = 24, repeated: float = 0.9) -> int | None:
+    """Character offset where ``text`` starts looping (or copying ``context``, the text before it), or None.
+
+    A loop starts at the first word n-gram seen before (in ``text`` or in ``context``) that opens a run of ``window``
+    n-grams of which at least ``repeated`` were seen before (words lower-cased, every CJK ideograph a word, as in
+    :func:`repeated_ngram_ratio`). Cutting there keeps one copy of what the model went on repeating. AgentWrite cuts
+    sections here, and :func:`loop_free_words` measures length with it.
+
+    >>> text = "A quiet town by the sea. " + "I am a writer and I write. " * 12
+    >>> text[: loop_onset(text)]
+    'A quiet town by the sea. I am a writer and I write. '
+    >>> loop_onset("Every sentence here is new, and none of them repeats what came before it.") is None
+    True
+    """
+    tokens = list(_LOOP_TOKEN.finditer(text))
+    words = [t.group().lower() for t in tokens]
+    grams = list(zip(*(words[i:] for i in range(n)), strict=False))
+    if len(grams) < window:
+        return None
+    known = [t.lower() for t in _LOOP_TOKEN.findall(context)]
+    seen: set[tuple[str, ...]] = set(zip(*(known[i:] for i in range(n)), strict=False))
+    flags = []
+    for gram in grams:
+        flags.append(gram in seen)
+        seen.add(gram)
+    need = repeated * window
+    count = sum(flags[:window])
+    for start in range(len(grams) - window + 1):
+        if start:
+            count += flags[start + window - 1] - flags[start - 1]
+        if count >= need:
+            first = next(i for i in range(start, start + window) if flags[i])
+            return tokens[first].start()
+    return None
+
+
+def loop_free_words(text: str) -> int:
+    """:func:`~lw_core.count_words` of ``text`` up to where it starts looping (all of it when it does not loop).
+
+    The length a writer actually reached: a loop adds words but nothing written, so it adds nothing here.
+
+    >>> loop_free_words("A quiet town by the sea. " + "I am a writer and I write. " * 12)
+    13
+    """
+    onset = loop_onset(text)
+    return count_words(text if onset is None else text[:onset])
+
+
+def loop_aware_length_score(required: float, text: str) -> float:
+    """:func:`length_score` of the text before its loop onset (:func:`loop_free_words`), 0–100.
+
+    Not the paper's S_l (which counts every word, looped or not, and stays lw-bench's benchmark score): the score
+    that ranks samples for DPO pairs and rewards RL, where a loop that happens to reach the required length must
+    not win. A clean text scores exactly its S_l.
+
+    >>> clean = " ".join(a + b for a in "abcdefgh" for b in "abcdefgh")  # 64 different words: no loop
+    >>> loop_aware_length_score(64, clean), length_score(64, 64)
+    (100.0, 100.0)
+    >>> looped = "A quiet town by the sea. " + "I am a writer and I write. " * 20  # 166 words, 13 before the loop
+    >>> loop_aware_length_score(166, looped), length_score(166, 166)
+    (0.0, 100.0)
+    """
+    return length_score(required, loop_free_words(text))
