@@ -31,6 +31,7 @@ BASES = {
 #: Exceptions that never leave their module, and why (everything else must follow the rules).
 INTERNAL = {
     "lw_core.client._Retryable": "OpenAIChatClient's signal for one more attempt; a caller only sees ClientError",
+    "lw_serve.server._DiedBySignal": "Server's signal to start a crash fallback; a caller only sees ServerError",
 }
 
 

@@ -51,8 +51,10 @@ async def test_defaults_make_at_most_seven_attempts_then_say_so(fault: Fault) ->
 
 async def test_context_overflow_is_not_retried() -> None:
     with ScriptedServer(script=[Fault.UNAVAILABLE, Fault.BAD_REQUEST]) as server:
-        with pytest.raises(ClientError, match=r"127.0.0.1:\d+/v1 \(model 'm'\): HTTP 400: maximum context") as err:
+        with pytest.raises(ClientError, match=r"127.0.0.1:\d+/v1 \(model 'm'\): HTTP 400: the request needs") as err:
             await make_client(server).complete(MESSAGES)
+        assert "9000 tokens" in str(err.value) and "holds 8192" in str(err.value), "both numbers, as the server said"
+        assert "context_length" in str(err.value) and "--ctx-size" in str(err.value), "and what to raise"
         assert len(server.calls) == 2
         wrong_path = OpenAIChatClient(base_url=server.base_url.replace("/v1", "/nope"), model="m")
         with pytest.raises(ClientError, match="HTTP 404"):

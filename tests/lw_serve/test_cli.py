@@ -116,3 +116,11 @@ def test_bench_writes_figures(tmp_path: Path) -> None:
     figures = json.loads(out.read_text())
     assert [f["streams"] for f in figures] == [1, 2]
     assert all(f["tokens"] == 4 * f["streams"] and f["aggregate_tok_s"] > 0 for f in figures)
+
+
+@pytest.mark.parametrize("streams", ["1,x", "0", "", "4,,8", "-1", "2.5"])
+def test_bench_streams_must_be_positive_counts(streams: str) -> None:
+    result = runner.invoke(app, ["bench", "--streams", streams])
+    assert result.exit_code == 2, result.output
+    assert "--streams" in result.output and "e.g. 1,4,8" in result.output
+    assert "Traceback" not in result.output

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lw_core import Capabilities, OpenAIChatClient
-from lw_serve import LlamaCppBackend, Server, resolve_model
+from lw_serve import LlamaCppBackend, Server, SGLangBackend, resolve_model
 
 from lw_reproduce.config import Endpoint
 from lw_reproduce.errors import ConfigError
@@ -49,16 +49,31 @@ class Endpoints:
                 capabilities=Capabilities(concurrency=endpoint.concurrency),
                 extra_body=extra_body,
             )
-        server = self.server(model or endpoint.model, endpoint.backend, name=name, threads=endpoint.threads)
+        server = self.server(
+            model or endpoint.model, endpoint.backend, name=name, threads=endpoint.threads,
+            context_length=endpoint.context_length,
+        )  # fmt: skip
         return server.new_client(concurrency=endpoint.concurrency, extra_body=extra_body)
 
-    def server(self, model: str, backend: str | None, *, name: str | None = None, threads: int | None = None) -> Server:
+    def server(
+        self,
+        model: str,
+        backend: str | None,
+        *,
+        name: str | None = None,
+        threads: int | None = None,
+        context_length: int | None = None,
+    ) -> Server:
+        """The server of ``model`` on ``backend``, started on first use, with ``context_length`` tokens of context
+        (on llama.cpp: per slot) where given, else the backend's default."""
         key = (model, backend, name)
         if key not in self._servers:
             label = name or Path(model).name or "model"
-            engine: str | LlamaCppBackend | None = backend
-            if backend == "llamacpp" and threads:
-                engine = LlamaCppBackend(threads=threads)
+            engine: str | LlamaCppBackend | SGLangBackend | None = backend
+            if backend == "llamacpp" and (threads or context_length):
+                engine = LlamaCppBackend(threads=threads, ctx_size=context_length or LlamaCppBackend.ctx_size)
+            elif backend == "sglang" and context_length:
+                engine = SGLangBackend(context_length=context_length)
             server = Server(resolve_model(model, name=name), engine, log_path=self.logs / f"server-{label}.log")
             self._servers[key] = self._stack.enter_context(server)
         return self._servers[key]

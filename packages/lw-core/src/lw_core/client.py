@@ -345,6 +345,12 @@ def _error_text(exc: openai.APIStatusError) -> str:
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict):
+            if "n_prompt_tokens" in inner and "n_ctx" in inner:  # llama.cpp: a prompt longer than a slot's context
+                return (
+                    f"the request needs {inner['n_prompt_tokens']} tokens of context and the server holds "
+                    f"{inner['n_ctx']} per request: start it with a larger context (lw reproduce: the endpoint's "
+                    "context_length; lw-serve up --ctx-size; LlamaCppBackend(ctx_size=...)) or send a shorter prompt"
+                )
             return str(inner.get("message", inner))
         return str(inner)
     return str(exc.message)

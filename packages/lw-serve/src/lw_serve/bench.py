@@ -48,6 +48,21 @@ class Throughput:
         return {**asdict(self), **rates}
 
 
+def parse_streams(text: str) -> list[int]:
+    """``"1,4,8"`` → ``[1, 4, 8]``; anything else is a :class:`ValueError` that says what was expected.
+
+    >>> parse_streams("1, 4,8")
+    [1, 4, 8]
+    """
+    counts = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise ValueError(f"{text!r}: expected comma-separated stream counts of 1 or more, e.g. 1,4,8 ({part!r})")
+        counts.append(int(part))
+    return counts
+
+
 _WARM_UP = [{"role": "user", "content": "Say hello."}]
 
 

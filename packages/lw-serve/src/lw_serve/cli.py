@@ -28,6 +28,12 @@ console = Console()
 err = Console(stderr=True)
 
 
+class RepackMode(enum.StrEnum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
 class OutType(enum.StrEnum):
     f32 = "f32"
     f16 = "f16"
@@ -46,13 +52,15 @@ def _backend(
     tp_size: int,
     api_key: str | None,
     outtype: str = "f16",
+    repack: RepackMode = RepackMode.auto,
 ) -> Backend:
     if replicas > 1 and name != "sglang":
         raise typer.BadParameter("replicas need --backend sglang", param_hint="--replicas")
     if name == "llamacpp":
         defaults = LlamaCppBackend()
         return LlamaCppBackend(threads=threads, api_key=api_key, ctx_size=ctx_size or defaults.ctx_size,
-                               parallel=parallel or defaults.parallel, export_outtype=outtype)  # fmt: skip
+                               parallel=parallel or defaults.parallel, export_outtype=outtype,
+                               repack=repack.value)  # fmt: skip
     if name == "transformers":
         if api_key:
             raise ServeError("transformers serve cannot require an API key: use --backend llamacpp or sglang")
@@ -63,6 +71,13 @@ def _backend(
     raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint="--backend")
 
 
+RepackOpt = Annotated[
+    RepackMode,
+    typer.Option(
+        help="llamacpp: weight repacking for the CPU's fastest kernels; auto: on, unless this build died repacking "
+        "on this CPU (then --no-repack, remembered; see `lw-serve doctor`)"
+    ),
+]
 BackendOpt = Annotated[
     str | None, typer.Option("--backend", "-b", help=f"{' | '.join(BACKENDS)}; default: best one installed")
 ]
@@ -91,6 +106,7 @@ def up(
     ] = SERVER_KEY_ENV,
     api_key_file: ApiKeyFile = None,
     outtype: Annotated[OutType, typer.Option(help="llamacpp: GGUF type when an HF folder is exported")] = OutType.f16,
+    repack: RepackOpt = RepackMode.auto,
     log_file: Annotated[Path | None, typer.Option(help="Keep the server log here")] = None,
     startup_timeout: Annotated[float, typer.Option(help="Seconds to wait for health")] = 300.0,
 ) -> None:
@@ -108,7 +124,7 @@ def up(
     resolved = resolve_model(model, name=name)
     chosen = _backend(backend or default_backend(resolved).name, threads=threads, ctx_size=ctx_size,
                       parallel=parallel, continuous_batching=continuous_batching, replicas=replicas,
-                      tp_size=tp_size, api_key=key, outtype=outtype.value)  # fmt: skip
+                      tp_size=tp_size, api_key=key, outtype=outtype.value, repack=repack)  # fmt: skip
     server = Server(resolved, chosen, host=host, port=port, startup_timeout=startup_timeout,
                     log_path=log_file)  # fmt: skip
     stop = threading.Event()
@@ -188,19 +204,23 @@ def bench(
     streams: Annotated[str, typer.Option(help="Comma-separated concurrent stream counts")] = "1,4,8",
     max_tokens: Annotated[int, typer.Option(help="Tokens per request")] = 64,
     baseline: Annotated[bool, typer.Option(help="Also time in-process model.generate")] = False,
+    repack: RepackOpt = RepackMode.auto,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here as JSON")] = None,
 ) -> None:
     """Tokens/s at N concurrent streams per backend (``transformers-cb`` = continuous batching)."""
-    from lw_serve.bench import measure_client, measure_generate
+    from lw_serve.bench import measure_client, measure_generate, parse_streams
     from lw_serve.server import Server
 
-    counts = [int(s) for s in streams.split(",") if s.strip()]
+    try:
+        counts = parse_streams(streams)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--streams") from None
     results = []
     resolved = resolve_model(model)
     for label in backend:
         chosen = _backend(label.removesuffix("-cb"), threads=None, ctx_size=None, parallel=max(counts),
                           continuous_batching=label == "transformers-cb", replicas=1, tp_size=1,
-                          api_key=None)  # fmt: skip
+                          api_key=None, repack=repack)  # fmt: skip
         with console.status(f"{label}: starting"), Server(resolved, chosen) as server:
             for n in counts:
                 results.append(asyncio.run(measure_client(server.client, label, n, max_tokens)))
@@ -211,6 +231,31 @@ def bench(
             console.print(_row(r), highlight=False)
     if json_out:
         json_out.write_text(json.dumps([r.as_dict() for r in results], indent=2))
+
+
+@app.command()
+@user_errors
+def doctor(
+    probe: Annotated[
+        bool, typer.Option(help="Also start the embedded model on llama.cpp once (repack auto) and time it")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the findings as JSON")] = False,
+) -> None:
+    """What this machine offers the llama.cpp backend: the CPU, its kernel flags, the llama-server build, and
+    whether ``repack=auto`` repacks weights here (and why)."""
+    from lw_serve.diagnose import diagnose, probe_start
+
+    report = diagnose()
+    if probe:
+        report["probe"] = probe_start()
+    if json_out:
+        console.print_json(json.dumps(report))
+        return
+    for key, value in report.items():
+        shown = ", ".join(str(v) for v in value) if isinstance(value, list) else value
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k} {v}" for k, v in value.items())
+        console.print(f"{key + ':':<16} {shown}", highlight=False, soft_wrap=True)
 
 
 def _row(r: object) -> str:

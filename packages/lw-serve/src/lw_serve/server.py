@@ -34,6 +34,7 @@ import httpx
 from lw_core import Capabilities, OpenAIChatClient
 
 from lw_serve.backends import Backend, Launch, default_backend, make_backend
+from lw_serve.cpu import FAULT_SIGNALS, signal_name
 from lw_serve.errors import ServerError
 from lw_serve.models import ResolvedModel, resolve_model
 
@@ -247,8 +248,7 @@ class Server:
             _live.add(self)
             try:
                 for i, launch in enumerate(launches):
-                    self._spawn(launch, i)
-                    self._wait_healthy(launch)
+                    self._start_one(launch, i)
             except BaseException:
                 self.stop()
                 raise
@@ -303,6 +303,26 @@ class Server:
             )
         return [*_distinct_free_ports(self.host, needed - 1), self.requested_port]
 
+    def _start_one(self, launch: Launch, index: int) -> None:
+        """Spawn one process and wait for its health; once, start its crash fallback instead if it died by a fault
+        signal before it was healthy (e.g. llama.cpp repacking weights for CPU instructions the VM refuses)."""
+        self._spawn(launch, index)
+        try:
+            self._wait_healthy(launch)
+        except _DiedBySignal as death:
+            if launch.crash_fallback is None or death.signum not in FAULT_SIGNALS:
+                raise death.error from None
+            log.warning("%s server for %r died by %s during start-up; starting its fallback",
+                        self.backend.name, self.model_name, signal_name(death.signum))  # fmt: skip
+            log.debug("fallback: %s", self._shown(launch.crash_fallback))
+            if launch.on_fallback is not None:
+                launch.on_fallback(death.signum)
+            dead, log_file = self._procs.pop(), self._logs.pop()
+            _signal_group(dead, signal.SIGKILL)  # anything it forked
+            with open(log_file, "a", encoding="utf-8") as out:
+                out.write(f"\n[lw-serve] killed by {signal_name(death.signum)}; starting again with the fallback\n")
+            self._start_one(launch.crash_fallback, index)
+
     def _spawn(self, launch: Launch, index: int) -> None:
         assert self._workdir is not None
         cwd = launch.cwd or self._workdir
@@ -345,10 +365,15 @@ class Server:
             while True:
                 code = proc.poll()
                 if code is not None:
-                    raise ServerError(
-                        f"{self.backend.name} server for {self.model_name!r} exited with code {code} during "
-                        f"start-up.\ncommand: {self._shown(launch)}\nlog tail:\n{self.log_tail()}"
+                    how = f"was killed by {signal_name(-code)}" if code < 0 else f"exited with code {code}"
+                    hint = f"\nwhat to try: {launch.crash_hint}" if launch.crash_hint else ""
+                    error = ServerError(
+                        f"{self.backend.name} server for {self.model_name!r} {how} during start-up (before it "
+                        f"was healthy).{hint}\ncommand: {self._shown(launch)}\nlog tail:\n{self.log_tail()}"
                     )
+                    if code < 0:
+                        raise _DiedBySignal(-code, error)
+                    raise error
                 with contextlib.suppress(httpx.HTTPError):
                     if http.get(url).status_code == 200:
                         return
@@ -359,6 +384,14 @@ class Server:
                         f"log tail:\n{self.log_tail()}"
                     )
                 time.sleep(0.2)
+
+
+class _DiedBySignal(Exception):
+    """A process killed by a signal before it was healthy; ``error`` is raised unless a fallback takes over."""
+
+    def __init__(self, signum: int, error: ServerError) -> None:
+        super().__init__(str(error))
+        self.signum, self.error = signum, error
 
 
 def _distinct_free_ports(host: str, count: int) -> list[int]:
