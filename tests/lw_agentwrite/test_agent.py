@@ -235,13 +235,58 @@ async def test_unusable_plans_are_rejected_and_retried(scripted) -> None:
 
 async def test_plan_failure_gives_a_failed_document_with_every_reason() -> None:
     with ScriptedServer(lambda request: "No.") as server:
-        agent = AgentWrite(client_for(server), plan_attempts=2)
+        agent = AgentWrite(client_for(server), plan_attempts=2, fallback_plan=False)
         with pytest.raises(PlanError, match="after 2 attempts"):
             await agent.plan(Instruction(prompt="Write a story.", length=500))
         document = await agent.run(Instruction(prompt="Write a story.", length=500))
     assert document.status == "failed"
     assert "attempt 1" in document.error and "attempt 2" in document.error
     assert document.usage.calls == 2
+
+
+def planner_refuses(scripted) -> object:
+    """A model that never gives a plan, and writes the words a section asks for (also for generic main points)."""
+
+    def reply(request):
+        text = request["messages"][-1]["content"]
+        if "planning assistant" in text or "规划助手" in text:
+            return "I would be happy to help!"
+        asked = re.findall(r"(?:about|约) ?(\d+) ?(?:words|字)", text)
+        return scripted.prose(int(asked[-1]), start=len(text) * 7) if asked else "No."
+
+    return reply
+
+
+async def test_no_usable_plan_falls_back_to_generic_sections_of_the_requested_length(scripted) -> None:
+    instruction = Instruction(prompt="Write an essay on TOPIC-3.", length=2300)
+    with ScriptedServer(planner_refuses(scripted)) as server:
+        document = await AgentWrite(client_for(server), plan_attempts=2).run(instruction)
+    assert document.status == "done", document.error
+    plan = document.plan
+    assert plan.meta["source"] == "fallback" and "after 2 attempts" in plan.meta["reason"]
+    # the paper's 200-1000-word sections: 2300 words in three sections that add up to it
+    assert [s.word_count for s in plan.steps] == [767, 767, 766]
+    assert plan.steps[0].main_point.startswith("Opening") and plan.steps[-1].main_point.startswith("Closing")
+    assert "Part 2 of 3" in plan.steps[1].main_point
+    assert document.word_count == 2300 and len(document.sections) == 3
+    assert document.usage.calls == len(server.calls) == 2 + 3  # the two plan attempts are accounted for
+
+
+async def test_fallback_sections_follow_the_presets_section_size_and_the_instructions_language(scripted) -> None:
+    with ScriptedServer(planner_refuses(scripted)) as server:
+        small = AgentWrite.preset("small", client_for(server), plan_attempts=1)
+        plan = await small.plan(Instruction(prompt="Write about tides.", length=400))
+        chinese = await AgentWrite(client_for(server), plan_attempts=1).plan(
+            Instruction(prompt="写一篇关于潮汐的文章", length=600)
+        )
+    assert [s.word_count for s in plan.steps] == [134, 133, 133]  # small: sections of at most 150 words
+    assert [s.word_count for s in chinese.steps] == [600] and chinese.steps[0].main_point.startswith("完整回应")
+
+
+async def test_paper_preset_keeps_dropping_an_item_without_a_plan(paper_prompts) -> None:
+    with ScriptedServer(lambda request: "\n".join(f"line {k}" for k in range(60))) as server:
+        document = await AgentWrite.preset("paper", client_for(server)).run(Instruction(prompt="Write.", length=500))
+    assert document.status == "failed" and document.plan is None
 
 
 async def test_missing_word_counts_share_the_requested_length() -> None:
@@ -258,7 +303,9 @@ async def test_fitted_budgets_sum_to_the_requested_length() -> None:
     with ScriptedServer(lambda request: plan_text) as server:
         instruction = Instruction(prompt="x", length=1200)
         with pytest.raises(PlanError, match="word counts total 240, far from the requested 1200"):
-            await AgentWrite(client_for(server), plan_attempts=1, fit_budgets=False).plan(instruction)
+            await AgentWrite(client_for(server), plan_attempts=1, fit_budgets=False, fallback_plan=False).plan(
+                instruction
+            )
         plan = await AgentWrite(client_for(server), max_section_words=None).plan(instruction)
     assert [s.word_count for s in plan.steps] == [500, 700]
 

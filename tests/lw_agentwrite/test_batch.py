@@ -33,7 +33,7 @@ async def test_faults_at_20_percent_every_instruction_ends_done_or_failed_once(t
 
     kinds = (Fault.RATE_LIMIT, Fault.UNAVAILABLE, Fault.MALFORMED, Fault.TRUNCATED, Fault.SLOW)
     with ScriptedServer(reply, fault_rate=0.2, fault_kinds=kinds, seed=7, slow_s=1.0) as server:
-        agent = AgentWrite(client_for(server, timeout=0.5, max_retries=6), plan_attempts=2)
+        agent = AgentWrite(client_for(server, timeout=0.5, max_retries=6), plan_attempts=2, fallback_plan=False)
         stats = await run_batch(agent, instructions, tmp_path / "out.jsonl", concurrency=4)
     assert Counter(server.faults)[Fault.NONE] < len(server.faults)  # faults really happened
     documents = list(read_jsonl(tmp_path / "out.jsonl", Document))
@@ -72,6 +72,33 @@ async def test_resume_reuses_every_finished_step_and_skips_finished_instructions
     documents = list(read_jsonl(out, Document))
     assert [d.id for d in documents].count(instructions[0].id) == 1 and len(documents) == 3
     assert all(d.word_count == 300 for d in documents)
+
+
+async def test_fallback_plans_are_counted_cached_and_not_asked_for_again(tmp_path: Path, scripted) -> None:
+    instructions = [*scripted.instructions(2), Instruction(prompt="Write a story about TOPIC-99.", length=300)]
+
+    def reply(request):
+        text = request["messages"][-1]["content"]
+        if "TOPIC-99" not in text:
+            return scripted.reply(request)
+        if "planning assistant" in text:
+            return "I cannot plan that."
+        return scripted.prose(int(text.split("about ")[-1].split(" words")[0]), start=len(server.calls) * 1000)
+
+    out = tmp_path / "docs.jsonl"
+    with ScriptedServer(reply) as server:
+        stats = await run_batch(AgentWrite(client_for(server), plan_attempts=2), instructions, out)
+        assert (stats.done, stats.failed, stats.fallback_plans) == (3, 0, 1)
+        assert "1 from a fallback plan" in stats.summary()
+        documents = {d.id: d for d in read_jsonl(out, Document)}
+        fallback = documents[instructions[-1].id]
+        assert fallback.plan.meta["source"] == "fallback" and fallback.word_count == 300
+        assert all(d.plan.meta == {} for i, d in documents.items() if i != fallback.id)
+        # the run died before the document was written: its plan and sections come from the step cache
+        out.write_text("".join(line for line in out.read_text().splitlines(True) if fallback.id not in line))
+        calls = len(server.calls)
+        again = await run_batch(AgentWrite(client_for(server), plan_attempts=2), instructions, out)
+    assert len(server.calls) == calls and (again.done, again.fallback_plans, again.steps_reused) == (1, 1, 2)
 
 
 async def test_plan_then_write_from_edited_plans(tmp_path: Path, scripted) -> None:

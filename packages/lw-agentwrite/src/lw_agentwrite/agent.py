@@ -94,6 +94,11 @@ class AgentWrite:
     ``on_section`` is called after each finished section, ``on_text`` with every streamed piece of text
     (``(instruction, step index, text)``). ``max_section_words`` (the paper's 1000) bounds each step's budget: plans
     over it are rejected, and JSON plans are constrained to it, which also sets their minimum number of steps.
+
+    ``fallback_plan`` (ours; off in the ``paper`` preset, whose original drops such an item) never loses an
+    instruction to its planner: when ``plan_attempts`` gave no usable plan, :func:`fallback_plan` splits the
+    requested length into sections of the paper's 200–1000 words (at most ``max_section_words``) with generic main
+    points, marked ``plan.meta["source"] == "fallback"`` with the planner's reasons.
     """
 
     client: ChatClient
@@ -115,6 +120,7 @@ class AgentWrite:
     reask_repetition: float | None = REPETITION_THRESHOLD
     repetition_limit: float | None = 0.5
     context_sections: int | None = None
+    fallback_plan: bool = True
     on_section: SectionCallback | None = None
     on_text: TextCallback | None = None
     _defaults: dict[str, Prompts] = field(default_factory=dict, init=False, repr=False)
@@ -125,10 +131,12 @@ class AgentWrite:
 
         - ``"paper"``: THUDM/LongWriter's AgentWrite as released — its plan and write prompts (``Prompts.paper()``)
           filled as its code fills them, every plan line a step, temperature 1.0, no top_p, 4096 max tokens for the
-          plan and for every section, no length hint, no re-asks, no trimming, no repetition check.
+          plan and for every section, no length hint, no re-asks, no trimming, no repetition check; an item
+          without a usable plan is dropped (fails).
         - ``"lw"``: ours (the defaults of this class): length-hinted plan prompt, parsed and checked plans (JSON
           where the server enforces schemas) with budgets fitted to the requested length, per-section token caps,
-          re-asks of short or repetitive sections, trimming at the cap and at loops.
+          re-asks of short or repetitive sections, trimming at the cap and at loops, a fallback plan when the
+          planner gives no usable one.
         - ``"small"``: ``lw`` for a small teacher that does not stop by itself (the embedded 135M model): sections
           of at most 200 words (what such a model writes before it stops or loops), capped at 1.5 tokens a word.
           Measured with the server sampling :func:`preset_sampling` gives (llama.cpp's ``repeat_penalty``); build
@@ -203,11 +211,19 @@ class AgentWrite:
             if problem is None:
                 return Plan(instruction_id=instruction.id, steps=plan.steps, raw=plan.raw), usage
             reasons.append(f"attempt {attempt}: {problem}")
-        raise PlanError(
+        why = (
             f"model {self.client.model!r} gave no usable plan for instruction {instruction.id} after "
-            f"{self.plan_attempts} attempt{'s' if self.plan_attempts > 1 else ''}: " + "; ".join(reasons),
-            usage,
+            f"{self.plan_attempts} attempt{'s' if self.plan_attempts > 1 else ''}: " + "; ".join(reasons)
         )
+        if not self.fallback_plan:
+            raise PlanError(why, usage)
+        log.warning("%s; writing it from a fallback plan", why)
+        plan = fallback_plan(
+            instruction, max_section_words=self.max_section_words, max_steps=self.max_steps,
+            default_words=self.default_section_words,
+        )  # fmt: skip
+        plan.meta["reason"] = why
+        return plan, usage
 
     def _max_steps(self, instruction: Instruction) -> int:
         if instruction.length:  # sections of at least ~100 words: the paper asks for 200-1000
@@ -455,6 +471,7 @@ class AgentWrite:
 #: The settings of each :meth:`AgentWrite.preset` (``paper`` also gets ``Prompts.paper()``).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
+        "fallback_plan": False,
         "temperature": 1.0,
         "top_p": None,
         "max_steps": 50,
@@ -488,6 +505,59 @@ def preset_sampling(name: str) -> dict[str, Any]:
     ({'repeat_penalty': 1.15}, {})
     """
     return dict(_SAMPLING.get(name, {}))
+
+
+#: The paper's section size (its plan prompt: "no less than 200 words and no more than 1000 words").
+PAPER_SECTION_WORDS = (200, 1000)
+_FALLBACK_POINTS = {
+    "en": (
+        "Answer the whole request in one coherent piece that covers its subject fully.",
+        "Opening: introduce the subject of the request and what the text will cover.",
+        "Part {k} of {n}: develop the next aspect of the subject in depth, with concrete details and examples, "
+        "without repeating earlier parts.",
+        "Closing: bring the text to a natural end, drawing its parts together.",
+    ),
+    "zh": (
+        "完整回应写作要求，写成一篇连贯的文字，全面覆盖主题。",
+        "开篇：引出写作要求的主题，并说明全文将涉及的内容。",
+        "第{k}部分（共{n}部分）：深入展开主题的下一个方面，给出具体的细节和例子，不重复前文。",
+        "结尾：自然地收束全文，把各部分联系起来。",
+    ),
+}
+
+
+def fallback_plan(
+    instruction: Instruction,
+    *,
+    max_section_words: int | None = None,
+    max_steps: int = 50,
+    default_words: int = 500,
+) -> Plan:
+    """A plan that needs no model: the requested length split into equal sections of the paper's size (200–1000
+    words, at most ``max_section_words``) with generic main points in the instruction's language (English or
+    Chinese), marked ``meta["source"] == "fallback"``. Without a requested length: one ``default_words`` section.
+
+    >>> plan = fallback_plan(Instruction(prompt="Write about tides.", length=1200), max_section_words=500)
+    >>> [s.word_count for s in plan.steps], plan.meta["source"]
+    ([400, 400, 400], 'fallback')
+    >>> plan.steps[0].main_point
+    'Opening: introduce the subject of the request and what the text will cover.'
+    """
+    largest = min(PAPER_SECTION_WORDS[1], max_section_words or PAPER_SECTION_WORDS[1])
+    length = instruction.length or default_words
+    n = max(1, min(max_steps, math.ceil(length / largest)))
+    single, opening, middle, closing = _FALLBACK_POINTS.get(instruction.language or "en", _FALLBACK_POINTS["en"])
+    points = [single] if n == 1 else [opening, *(middle.format(k=k, n=n) for k in range(2, n)), closing]
+    counts = fit_counts([1] * n, length)
+    steps = [
+        PlanStep(index=k, main_point=p, word_count=c) for k, (p, c) in enumerate(zip(points, counts, strict=True), 1)
+    ]
+    return Plan(instruction_id=instruction.id, steps=steps, meta={"source": "fallback"})
+
+
+def is_fallback(plan: Plan | None) -> bool:
+    """Whether a plan is :func:`fallback_plan`'s rather than the planner's."""
+    return plan is not None and plan.meta.get("source") == "fallback"
 
 
 def fit_counts(counts: list[int], total: int) -> list[int]:

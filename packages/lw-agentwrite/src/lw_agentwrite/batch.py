@@ -25,7 +25,7 @@ from typing import Literal, TextIO
 from lw_core import ClientError, Document, Instruction, JsonlWriter, Plan, Section, Usage, atomic_write, read_jsonl
 from pydantic import BaseModel
 
-from lw_agentwrite.agent import AgentWrite, failed_document
+from lw_agentwrite.agent import AgentWrite, failed_document, is_fallback
 from lw_agentwrite.errors import PlanError, WriteError
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class BatchStats:
     done: int = 0
     truncated: int = 0
     failed: int = 0
+    fallback_plans: int = 0
     steps_reused: int = 0
     words: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -114,9 +115,10 @@ class BatchStats:
     def summary(self) -> str:
         cached = f"{self.cached_fraction:.0%}" if self.cached_fraction is not None else "n/a"
         retried = f", {self.retried} failed before and retried" if self.retried else ""
+        fallback = f", {self.fallback_plans} from a fallback plan" if self.fallback_plans else ""
         return (
             f"{self.finished}/{self.total} instructions ({self.done} done, {self.truncated} truncated, "
-            f"{self.failed} failed, {self.skipped} already finished{retried}); {self.words} words in "
+            f"{self.failed} failed, {self.skipped} already finished{retried}{fallback}); {self.words} words in "
             f"{self.elapsed_s:.1f}s "
             f"({self.words_per_s:.1f} words/s, {self.tokens_per_s:.1f} tokens/s); {self.usage.calls} calls, "
             f"{self.steps_reused} steps reused from the cache, prefix-cache hits {cached}"
@@ -185,7 +187,8 @@ async def run_batch(
 
     ``mode="plan"`` writes :class:`lw_core.Plan` records; ``"write"`` writes documents from the
     given ``plans`` (keyed by instruction id); ``"run"`` plans and writes. Each instruction ends
-    ``done``, ``truncated`` or ``failed`` with its reason (also in ``stats.errors``); failed plans are
+    ``done``, ``truncated`` or ``failed`` with its reason (also in ``stats.errors``); ``stats.fallback_plans``
+    counts those planned by :func:`~lw_agentwrite.agent.fallback_plan` (the agent's ``fallback_plan``); failed plans are
     not written to a plans file, so the next ``plan`` run retries them. Failed documents already in
     ``out`` are retried (``retry_failed``, the default; their old records are removed first, so ``out``
     keeps one record per instruction); with ``retry_failed=False`` they are skipped like finished ones.
@@ -237,6 +240,7 @@ async def run_batch(
             async with semaphore:
                 record = await _one(agent, instruction, mode, plans, cached.get(instruction.id, _Cached()),
                                     cache_writer, remember, stats)  # fmt: skip
+            stats.fallback_plans += is_fallback(record if isinstance(record, Plan) else record.plan)
             if isinstance(record, Plan):
                 stats.done += 1
             else:

@@ -66,6 +66,14 @@ RetryFailed = Annotated[
     bool, typer.Option(help="Retry instructions that failed in an earlier run (their finished steps are reused).")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+FallbackPlan = Annotated[
+    bool | None,
+    typer.Option(
+        "--fallback-plan/--no-fallback-plan",
+        help="When the planner gives no usable plan, write from generic sections of the requested length instead "
+        "of failing [default: the preset's: on for lw and small, off for paper].",
+    ),
+]
 Shard = Annotated[
     str | None,
     typer.Option(help="Run only shard I of N ('I/N', 0-based) of the input (one per driver machine)."),
@@ -88,6 +96,7 @@ def plan(
     plan_prompt: PlanPrompt = None,
     temperature: Temperature = None,
     sampling: Sampling = None,
+    fallback: FallbackPlan = None,
     quiet: Quiet = False,
     shard: Shard = None,
 ) -> None:
@@ -95,7 +104,7 @@ def plan(
     instructions = _instructions(in_path, shard)
     client = chat_client(base_url, model, api_key_env=api_key_env, api_key_file=api_key_file, json_schema=json_schema,
                          concurrency=concurrency, extra_body=_body(preset, sampling))  # fmt: skip
-    agent = _agent(preset, client, plan_prompt=plan_prompt, temperature=temperature)
+    agent = _agent(preset, client, plan_prompt=plan_prompt, temperature=temperature, fallback=fallback)
     _run("plan", agent, instructions, out, cache=cache, concurrency=concurrency, quiet=quiet)
 
 
@@ -150,6 +159,7 @@ def run(
     temperature: Temperature = None,
     sampling: Sampling = None,
     retry_failed: RetryFailed = True,
+    fallback: FallbackPlan = None,
     quiet: Quiet = False,
     shard: Shard = None,
 ) -> None:
@@ -158,7 +168,7 @@ def run(
     client = chat_client(base_url, model, api_key_env=api_key_env, api_key_file=api_key_file, json_schema=json_schema,
                          concurrency=concurrency, extra_body=_body(preset, sampling))  # fmt: skip
     agent = _agent(preset, client, plan_prompt=plan_prompt, write_prompt=write_prompt, temperature=temperature,
-                   max_section_tokens=max_section_tokens)  # fmt: skip
+                   max_section_tokens=max_section_tokens, fallback=fallback)  # fmt: skip
     _run("run", agent, instructions, out, cache=cache, concurrency=concurrency, retry_failed=retry_failed, quiet=quiet)
 
 
@@ -201,6 +211,7 @@ def _agent(
     write_prompt: Path | None = None,
     temperature: float | None = None,
     max_section_tokens: int | None = None,
+    fallback: bool | None = None,
 ) -> AgentWrite:
     """The preset's agent, with the settings given on the command line over it."""
     overrides: dict[str, Any] = {}
@@ -213,6 +224,8 @@ def _agent(
         overrides["temperature"] = temperature
     if max_section_tokens is not None:
         overrides["max_section_tokens"] = max_section_tokens
+    if fallback is not None:
+        overrides["fallback_plan"] = fallback
     return AgentWrite.preset(preset, client, **overrides)
 
 
@@ -239,7 +252,7 @@ def _run(
             cached = f"{stats.cached_fraction:.0%}" if stats.cached_fraction is not None else "n/a"
             detail = (
                 f"{stats.words} words, {stats.tokens_per_s:.1f} tok/s, {stats.steps_reused} steps reused, "
-                f"prefix cache {cached}, {stats.failed} failed"
+                f"prefix cache {cached}, {stats.failed} failed, {stats.fallback_plans} fallback plans"
             )
             bar.update(task, total=stats.total, completed=stats.skipped + stats.finished, detail=detail)
 

@@ -107,11 +107,13 @@ class PlanStep(Record):
 
 
 class Plan(Record):
-    """AgentWrite's plan for one instruction."""
+    """AgentWrite's plan for one instruction; ``meta`` says where a plan came from when not from the planner (e.g.
+    ``{"source": "fallback"}``)."""
 
     instruction_id: str = ""
     steps: list[PlanStep]
     raw: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def total_words(self) -> int:
