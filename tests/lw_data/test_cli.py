@@ -140,6 +140,22 @@ def test_build_dpo(tmp_path: Path, make: Any) -> None:
     assert not (tmp_path / "x.jsonl").exists()
 
 
+def test_build_dpo_by_loop_free_length_alone_needs_no_judgments(tmp_path: Path, make: Any) -> None:
+    looping = make.prose(10) + " " + " ".join(["I write a lot."] * 20)  # 90 words, 10 before the loop
+    preds = [
+        {"id": "a", "prompt": "Write 90 words", "response": text, "length": 90, "sample": s}
+        for s, text in enumerate([looping, make.prose(90, 1)])
+    ]
+    p = make.write_lines(tmp_path / "predictions.jsonl", preds)
+    out = tmp_path / "dpo.jsonl"
+    result = run("build-dpo", p, "-o", out, "--length-weight", 1, "--length-measure", "loop_free")
+    assert result.exit_code == 0, result.output
+    [pair] = list(read_jsonl(out, PreferencePair))
+    assert pair.chosen[0].content == preds[1]["response"] and pair.meta["rejected_length_score"] == 0.0
+    result = run("build-dpo", p, "-o", out)  # the paper's weights need the judge's scores
+    assert result.exit_code == 1 and "give judgments" in result.output
+
+
 def test_build_dpo_draws_rejected_with_the_seed_and_mixes_general_pairs(tmp_path: Path, make: Any) -> None:
     preds = [
         {"id": f"p{i}", "prompt": f"Write 60 words ({i})", "response": make.prose(60 - 10 * s, s), "length": 60}

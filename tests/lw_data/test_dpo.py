@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lw_core import DIMENSIONS, PreferencePair, length_score, quality_score
-from lw_data import DPORule, build_dpo, mix
+from lw_core import DIMENSIONS, PreferencePair, count_words, length_score, loop_free_words, quality_score
+from lw_data import DataError, DPORule, build_dpo, mix
 from lw_data.dpo import length_scores, quality_scores
 
 WORST = DPORule(rejected="worst", min_margin=10)
@@ -219,3 +219,59 @@ def test_pairs_mix_with_general_preference_pairs_at_the_ratio() -> None:
         long_share = (mixed["source"] == "long").mean()
         assert long_share == pytest.approx(fraction, abs=0.5 / mixed.height + 1e-9)
         assert [PreferencePair.model_validate(r).id for r in mixed.to_dicts()]
+
+
+def distinct_words(n: int, offset: int = 0) -> list[str]:
+    """``n`` different letter-only words (lw-core counts digits as no words)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return [letters[k // 676 % 26] + letters[k // 26 % 26] + letters[k % 26] for k in range(offset, offset + n)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    clean_words=st.integers(0, 120),
+    loop=st.lists(st.integers(0, 400), min_size=2, max_size=9, unique=True),
+    repeats=st.integers(4, 30),
+    rejected=st.sampled_from(["random", "worst"]),
+    quality=st.integers(1, 5),
+)
+def test_loop_free_never_prefers_a_looping_sample_to_a_clean_one_of_the_same_length(
+    clean_words: int, loop: list[int], repeats: int, rejected: str, quality: int
+) -> None:
+    phrase = " ".join(distinct_words(len(loop), 5000 + min(loop))) + "."
+    repeats = max(repeats, -(-60 // len(loop)))  # a loop of at least 60 words: long enough to be one
+    looping = " ".join([*distinct_words(clean_words), *[phrase] * repeats])
+    assert loop_free_words(looping) < count_words(looping)
+    length = len(looping.split())
+    clean = " ".join(distinct_words(length, 9000))
+    p = pl.DataFrame(
+        [
+            {"id": "a", "prompt": "Write.", "response": text, "length": length, "sample": s}
+            for s, text in enumerate([looping, clean])
+        ]
+    )
+    j = judged(("a", 0, quality), ("a", 1, quality))  # the same S_q: only the length measure tells them apart
+    for rule in (
+        DPORule(length_measure="loop_free", rejected=rejected),
+        DPORule(length_measure="loop_free", rejected=rejected, length_weight=1.0),
+    ):
+        pairs, _ = build_dpo(p, j if rule.length_weight < 1 else None, rule)
+        meta = pairs["meta"][0]
+        assert meta["chosen_sample"] == 1 and meta["chosen_length_score"] == 100.0
+    # counting every word (the paper's measure) the two tie, and the earlier (looping) one wins the tie
+    pairs, _ = build_dpo(p, j, DPORule())
+    assert pairs["meta"][0]["chosen_sample"] == 0
+
+
+def test_length_only_rule_needs_no_judge_and_scores_every_candidate() -> None:
+    p = preds(("a", 0, 100, 100), ("a", 1, 30, 100), ("a", 2, 60, 100), ("b", 0, 10, 100))
+    pairs, rejects = build_dpo(p, None, DPORule(length_weight=1, rejected="worst"))
+    assert chosen_rejected(pairs) == {"a": (0, 1)}
+    meta = pairs["meta"][0]
+    assert meta["chosen_score"] == meta["chosen_length_score"] == 100.0 and meta["candidates"] == 3
+    assert dict(rejects.select("id", "reason").iter_rows()) == {"b": "fewer than 2 judged candidates"}
+    # a judge's failures do not drop a candidate when its S_q carries no weight
+    partly = pl.concat([judged(("a", 0, 5)), judged(("a", 1, 1), status="failed")], how="diagonal_relaxed")
+    assert chosen_rejected(build_dpo(p, partly, DPORule(length_weight=1, rejected="worst"))[0]) == {"a": (0, 1)}
+    with pytest.raises(DataError, match="length_weight 0.5 weighs the judge's S_q"):
+        build_dpo(p, None, DPORule())

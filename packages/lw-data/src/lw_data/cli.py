@@ -213,7 +213,10 @@ def build_sft(
 @user_errors
 def build_dpo(
     predictions: Annotated[Path, typer.Argument(help="candidates: .jsonl of lw-core Prediction (several samples)")],
-    judgments: Annotated[Path, typer.Argument(help="their scores: .jsonl of lw-core Judgment")],
+    judgments: Annotated[
+        Path | None, typer.Argument(help="their scores: .jsonl of lw-core Judgment (not needed with --length-weight 1)")
+    ] = None,
+    *,
     output: Output,
     rejects: Annotated[Path | None, typer.Option(help="prompts without a pair, with reasons")] = None,
     rejected: Annotated[
@@ -221,7 +224,13 @@ def build_dpo(
         typer.Option(help="random: a seeded draw among the non-best (the paper's); worst: the lowest score"),
     ] = "random",
     min_margin: Annotated[float, typer.Option(help="minimum score gap chosen − rejected, 0–100 (paper: 0)")] = 0.0,
-    length_weight: Annotated[float, typer.Option(help="weight of the length score in the overall score")] = 0.5,
+    length_weight: Annotated[
+        float, typer.Option(help="weight of the length score in the overall score (1: length alone, no judgments)")
+    ] = 0.5,
+    length_measure: Annotated[
+        Literal["words", "loop_free"],
+        typer.Option(help="words: every word (the paper's); loop_free: the words before a loop starts (ours)"),
+    ] = "words",
     system: Annotated[str | None, typer.Option(help="system prompt to put first in every prompt")] = None,
     general: Annotated[
         Path | None, typer.Option(help="general preference pairs to mix in (TRL prompt/chosen/rejected rows)")
@@ -236,18 +245,20 @@ def build_dpo(
     from lw_data.io import read_table, write_table
     from lw_data.mixing import mix as blend
 
-    preds, judged = read_table(predictions), read_table(judgments)
+    preds = read_table(predictions)
+    judged = read_table(judgments) if judgments is not None else None
     for path, frame, needed in (
         (predictions, preds, ("id", "prompt", "response", "length")),
         (judgments, judged, ("id", "scores")),
     ):
-        missing = [c for c in needed if c not in frame.columns]
+        missing = [c for c in needed if frame is not None and c not in frame.columns]
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
     values = {
         "rejected": rejected,
         "seed": seed,
         "length_weight": length_weight,
+        "length_measure": length_measure,
         "min_margin": min_margin,
         "system_prompt": system,
     }

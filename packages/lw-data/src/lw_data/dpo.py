@@ -5,7 +5,11 @@ The paper's rule (LongWriter's DPO data: several sampled outputs per instruction
 1. Each candidate ``(id, sample)`` gets LongBench-Write's length score ``S_l`` (``lw_core.length_score``) and
    its quality score ``S_q`` (``lw_core.quality_score``: the six dimensions, each ``(score − 1) × 25``, averaged;
    a judgment that lacks a dimension counts as failed), averaged over the judge's replicates. Its overall score
-   is ``S = length_weight · S_l + (1 − length_weight) · S_q``. Candidates without a usable judgment are skipped.
+   is ``S = length_weight · S_l + (1 − length_weight) · S_q``. Candidates without a usable judgment are skipped,
+   unless ``length_weight`` is 1: then S is S_l alone and no judgments are needed (ours, for runs without a judge).
+   ``length_measure="loop_free"`` (ours) counts only the words before a loop starts
+   (:func:`lw_core.loop_free_words`), so a sample that reaches the required length by looping never beats a clean
+   one of the same length; the paper's ``"words"`` counts every word.
 2. Per prompt, ``chosen`` is the best S (ties: the earlier sample) and ``rejected`` one of the other candidates
    drawn at random — the paper's rule, seeded per prompt, so a prompt's pair depends only on the seed and its
    own candidates (not on file order or on the other prompts). ``rejected="worst"`` takes the lowest S instead,
@@ -22,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from lw_core import DIMENSIONS, length_scores_array
+from lw_core import DIMENSIONS, length_scores_array, loop_free_words
 from lw_core.text import count_words_series
 from pydantic import BaseModel, Field
 
@@ -32,7 +36,12 @@ from lw_data.errors import DataError
 class DPORule(BaseModel):
     """How chosen and rejected are picked; see the module docstring. The defaults are the paper's."""
 
-    length_weight: float = Field(0.5, ge=0, le=1, description="weight of S_l in S (the rest is S_q)")
+    length_weight: float = Field(
+        0.5, ge=0, le=1, description="weight of S_l in S (the rest is S_q); 1: length alone, no judgments needed"
+    )
+    length_measure: Literal["words", "loop_free"] = Field(
+        "words", description="words: every word, as the paper; loop_free: the words before a loop starts (ours)"
+    )
     rejected: Literal["random", "worst"] = Field(
         "random", description="random: a seeded draw among the non-best candidates (paper); worst: the lowest S"
     )
@@ -65,14 +74,25 @@ def quality_scores(scores: pl.Series) -> pl.Series:
     return pl.Series("quality_score", total / len(DIMENSIONS), nan_to_null=True)
 
 
-def score_candidates(predictions: pl.DataFrame, judgments: pl.DataFrame, rule: DPORule) -> pl.DataFrame:
-    """One row per judged candidate with ``length_score``, ``quality_score`` and ``score``."""
+def score_candidates(predictions: pl.DataFrame, judgments: pl.DataFrame | None, rule: DPORule) -> pl.DataFrame:
+    """One row per judged candidate with ``length_score``, ``quality_score`` and ``score`` (with ``length_weight``
+    1, one row per candidate, judged or not: ``judgments`` may be ``None``)."""
     preds = predictions.with_columns(pl.col("sample").fill_null(0) if "sample" in predictions.columns else _sample0())
     bad_length = preds.filter(pl.col("length").is_null() | (pl.col("length") < 1))
     if bad_length.height:
         raise DataError(f"prediction '{bad_length['id'][0]}': 'length' (the required length) must be 1 or more")
     if "word_count" not in preds.columns or preds["word_count"].null_count() or (preds["word_count"] == 0).any():
         preds = preds.with_columns(word_count=count_words_series(preds["response"]))
+    if rule.length_measure == "loop_free":
+        counted = pl.Series([loop_free_words(text or "") for text in preds["response"]], dtype=pl.Int64)
+    else:
+        counted = preds["word_count"]
+    preds = preds.with_columns(length_scores(preds["length"], counted))
+    w = rule.length_weight
+    if w == 1 and (judgments is None or judgments.is_empty()):
+        return preds.with_columns(quality_score=pl.lit(None, dtype=pl.Float64), score=pl.col("length_score"))
+    if judgments is None:
+        raise DataError(f"length_weight {w:g} weighs the judge's S_q: give judgments (or set length_weight 1)")
     ok = judgments.with_columns(pl.col("sample").fill_null(0) if "sample" in judgments.columns else _sample0())
     if "status" in ok.columns:
         ok = ok.filter(pl.col("status").fill_null("ok") == "ok")
@@ -80,11 +100,10 @@ def score_candidates(predictions: pl.DataFrame, judgments: pl.DataFrame, rule: D
         raise DataError("judgments need a 'scores' object per row (dimension name → 1–5), as lw-bench writes them")
     per_judgment = ok.select("id", "sample").with_columns(q=quality_scores(ok["scores"]))
     quality = per_judgment.drop_nulls("q").group_by("id", "sample").agg(quality_score=pl.col("q").mean())
+    if w == 1:  # judged or not, every candidate is scored by its length
+        return preds.join(quality, on=["id", "sample"], how="left").with_columns(score=pl.col("length_score"))
     scored = preds.join(quality, on=["id", "sample"], how="inner")
-    w = rule.length_weight
-    return scored.with_columns(length_scores(scored["length"], scored["word_count"])).with_columns(
-        score=w * pl.col("length_score") + (1 - w) * pl.col("quality_score")
-    )
+    return scored.with_columns(score=w * pl.col("length_score") + (1 - w) * pl.col("quality_score"))
 
 
 def _sample0() -> pl.Expr:
@@ -101,14 +120,23 @@ def _draw(seed: int) -> pl.Expr:
 
 
 def build_dpo(
-    predictions: pl.DataFrame, judgments: pl.DataFrame, rule: DPORule | None = None
+    predictions: pl.DataFrame, judgments: pl.DataFrame | None, rule: DPORule | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Pick a chosen/rejected pair per prompt; return ``(pairs, rejects)``.
 
     ``predictions`` and ``judgments`` are tables of lw-core ``Prediction`` and ``Judgment`` records (``scores``
-    a struct of dimensions). ``pairs`` are lw-core ``PreferencePair`` rows in TRL's conversational format:
-    ``prompt`` (optional system + user), ``chosen`` and ``rejected`` (one assistant message each) and ``meta``
-    with both scores and samples; ``rejects`` has ``id``, ``reason`` and ``margin`` per unused prompt.
+    a struct of dimensions; ``None`` with ``length_weight=1``). ``pairs`` are lw-core ``PreferencePair`` rows in
+    TRL's conversational format: ``prompt`` (optional system + user), ``chosen`` and ``rejected`` (one assistant
+    message each) and ``meta`` with both scores, length scores, words and samples; ``rejects`` has ``id``,
+    ``reason`` and ``margin`` per unused prompt.
+
+    >>> loop = "A quiet town by the sea. " + "I am a writer and I write. " * 14  # 104 words, 13 before the loop
+    >>> clean = " ".join(a + b for a in "abcdefghijklm" for b in "abcdefgh")  # 104 different words
+    >>> predictions = pl.DataFrame({"id": ["a", "a"], "prompt": ["Write 104 words."] * 2,
+    ...                             "response": [loop, clean], "length": [104, 104], "sample": [0, 1]})
+    >>> pairs, _ = build_dpo(predictions, None, DPORule(length_weight=1, length_measure="loop_free"))
+    >>> pairs["meta"][0]["chosen_sample"], pairs["meta"][0]["rejected_length_score"]
+    (1, 0.0)
     """
     rule = rule or DPORule()
     scored = score_candidates(predictions, judgments, rule).sort("id", "sample")
@@ -117,6 +145,7 @@ def build_dpo(
         pl.col("length").first(),
         responses=pl.col("response"),
         scores=pl.col("score"),
+        length_scores=pl.col("length_score"),
         words=pl.col("word_count"),
         samples=pl.col("sample"),
     )
@@ -137,6 +166,8 @@ def build_dpo(
         rejected=pick("responses", "other"),
         chosen_score=pick("scores", "best"),
         rejected_score=pick("scores", "other"),
+        chosen_length_score=pick("length_scores", "best"),
+        rejected_length_score=pick("length_scores", "other"),
         chosen_words=pick("words", "best"),
         rejected_words=pick("words", "other"),
         chosen_sample=pick("samples", "best"),
@@ -179,6 +210,8 @@ def build_dpo(
             "rejected_words",
             pl.col("chosen_score").round(2),
             pl.col("rejected_score").round(2),
+            pl.col("chosen_length_score").round(2),
+            pl.col("rejected_length_score").round(2),
             "chosen_sample",
             "rejected_sample",
             candidates="n",
