@@ -44,12 +44,20 @@ from lw_core.scoring import (
     quality_score,
     repeated_ngram_ratio,
 )
-from lw_core.text import count_words, count_words_batch, detect_language
+from lw_core.text import (
+    TASK_TALK,
+    count_words,
+    count_words_batch,
+    detect_language,
+    ends_with_sentence,
+    trim_to_sentence,
+)
 
 __version__ = importlib.metadata.version("lw-core")  # written once: pyproject.toml
 __all__ = [
     "DIMENSIONS",
     "REPETITION_THRESHOLD",
+    "TASK_TALK",
     "BenchItem",
     "BenchReport",
     "Capabilities",
@@ -82,6 +90,7 @@ __all__ = [
     "data_dir",
     "data_file",
     "detect_language",
+    "ends_with_sentence",
     "json_schema_format",
     "length_score",
     "length_scores_array",
@@ -94,5 +103,6 @@ __all__ = [
     "repeated_ngram_ratio",
     "run_sync",
     "stable_id",
+    "trim_to_sentence",
     "write_jsonl",
 ]

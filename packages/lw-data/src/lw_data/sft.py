@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 from lw_core import REPETITION_THRESHOLD
+from lw_core.text import TASK_TALK_PATTERN
 from pydantic import BaseModel, Field
 
 from lw_data._text import language
@@ -37,17 +38,10 @@ _ZH_LABEL = rf"(?:(?:#+\s*)?(?:段落\s*{_ZH_NUM}|第\s*{_ZH_NUM}\s*段)\s*[-–
 _ZH_FIELD = r"(?:(?:主要内容|内容要点|字数要求|字数)\s*[:：][^\n]*)"
 _PLAN_ECHO = rf"^(?:[ \t]*(?:{_EN_LABEL}|{_EN_FIELD}|{_ZH_LABEL}|{_ZH_FIELD})[ \t]*(?:\n|$)\s*)+"
 
-# Sentences in which a writer talks about its task instead of doing it: "Here is a rewritten version of your
-# text:", "This paragraph has two main points", "The word count of 212 words is too long". A 135M teacher writes
-# them in 79 of 98 documents (62 % of them in sections that took a re-ask or a continuation), and a student trained
-# on them says them back (19 of 40 LongBench-Write answers, against 1 of 40 before training).
-_TASK_WORDS = (
-    r"(?i:\b(?:rewritten|rephrased|revised version|edited version|rewrite (?:of|paragraph)|main points?|"
-    r"word count|word limit|this (?:sentence|paragraph)|(?:next|previous|following) paragraph|the plan|"
-    r"original (?:text|message)|here(?:'s| is) (?:the|a|an|your) (?:text|paragraph|version|draft)))\b"
-    r"|改写|重写|字数|本段|这一段|下一段|主要内容"
-)
-_SENTENCE_WITH_TASK = rf"[^.!?。！？\n]*?(?:{_TASK_WORDS})[^.!?。！？\n]*[.!?:：。！？]*"
+# Sentences in which a writer talks about its task instead of doing it (lw-core's pattern, shared with lw-bench's
+# RL rewards; measured there: a 135M teacher writes them in 79 of 98 documents, and a student trained on them says
+# them back).
+_SENTENCE_WITH_TASK = TASK_TALK_PATTERN
 _BARE_MARKER = r"(?m)^[ \t]*(?:[-*•]|\d+[.)]|[\"“”]+)?[ \t]*$"
 
 
