@@ -1,9 +1,13 @@
 """Chat records -> ``input_ids`` + ``labels`` where only assistant turns (with their end-of-turn token) train.
 
-Works with any chat template: templates with ``{% generation %}`` blocks give the assistant mask directly;
-for the others, each assistant turn's character span is found by rendering the conversation up to the turn
-(with the generation prompt) and up to its end, and tokens starting inside a span are trained. Texts are
-tokenized in batches by the fast (Rust) tokenizer, and results are cached on disk by tokenizer + data hash.
+Three prompt formats. ``template`` (ours, the default) works with any chat template: templates with
+``{% generation %}`` blocks give the assistant mask directly; for the others, each assistant turn's character span
+is found by rendering the conversation up to the turn (with the generation prompt) and up to its end, and tokens
+starting inside a span are trained. ``llama-inst`` and ``glm4`` are the formats THUDM/LongWriter trained its
+released models with, built token for token as its ``train/pre_tokenize_llama3.py`` and ``pre_tokenize_glm4.py``
+build them; :data:`CHAT_TEMPLATES` renders the same formats as its inference code prompts them (``evaluation/
+pred.py``), so a server prompts a model trained here as it was trained. Texts are tokenized in batches, and results
+are cached on disk by tokenizer + data + format hash.
 """
 
 from __future__ import annotations
@@ -25,8 +29,62 @@ from .collators import IGNORE_INDEX
 from .errors import TokenizationError
 
 Overlong = Literal["drop", "truncate", "error"]
+#: A concrete prompt format (``longwriter`` in a config resolves to one of the last two by model family).
+Format = Literal["template", "llama-inst", "glm4"]
 
-__all__ = ["Overlong", "TokenizationError", "TokenizedChats", "tokenize_chats"]
+__all__ = [
+    "CHAT_TEMPLATES",
+    "Format",
+    "Overlong",
+    "TokenizationError",
+    "TokenizedChats",
+    "resolve_prompt_format",
+    "tokenize_chats",
+]
+
+#: The released models' prompt formats as chat templates, as THUDM/LongWriter's inference code renders them:
+#: ``evaluation/pred.py`` line 34 wraps a Llama prompt as ``[INST]{prompt}[/INST]`` and tokenizes it with the
+#: tokenizer's BOS (the model card adds ``<<SYS>>\n{system}\n<</SYS>>\n\n`` and ``[INST]{q}[/INST]{a}`` per turn);
+#: line 46 prompts GLM-4 through its ``chat()``, which builds ``[gMASK]<sop>`` + ``<|role|>\n{content}`` per
+#: message + ``<|assistant|>`` (``train/patch/tokenization_chatglm.py`` lines 152-176).
+CHAT_TEMPLATES: dict[str, str] = {
+    "llama-inst": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{% if message['role'] == 'system' %}{{ '<<SYS>>\n' + message['content'] + '\n<</SYS>>\n\n' }}"
+        "{% elif message['role'] == 'user' %}{{ '[INST]' + message['content'] + '[/INST]' }}"
+        "{% else %}{{ message['content'] }}{% endif %}{% endfor %}"
+    ),
+    "glm4": (
+        "[gMASK]<sop>{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] }}"
+        "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    ),
+}
+#: Model families (``config.json``'s ``model_type``) whose released LongWriter format ``longwriter`` picks.
+_FAMILY_FORMATS = {"llama": "llama-inst", "chatglm": "glm4", "glm": "glm4", "glm4": "glm4"}
+_GLM_ROLES = ("system", "user", "assistant", "observation")
+
+
+def resolve_prompt_format(prompt_format: str, model_type: str | None) -> Format:
+    """The concrete format: ``longwriter`` becomes the released code's format for the model's family.
+
+    >>> resolve_prompt_format("longwriter", "llama"), resolve_prompt_format("longwriter", "chatglm")
+    ('llama-inst', 'glm4')
+    """
+    if prompt_format in ("template", "llama-inst", "glm4"):
+        return prompt_format  # type: ignore[return-value]
+    if prompt_format != "longwriter":
+        raise TokenizationError(
+            f"unknown prompt format {prompt_format!r}: use template, llama-inst, glm4 or longwriter"
+        )
+    found = _FAMILY_FORMATS.get((model_type or "").lower())
+    if found is None:
+        raise TokenizationError(
+            f"prompt format 'longwriter' is defined for Llama and GLM-4 models only (THUDM/LongWriter's "
+            f"pre_tokenize_llama3.py / pre_tokenize_glm4.py), not model type {model_type!r}: choose template, "
+            "llama-inst or glm4"
+        )
+    return found  # type: ignore[return-value]
+
 
 _FORMAT_VERSION = "1"
 _GENERATION_BLOCK = re.compile(r"{%-?\s*generation\s*-?%}")
@@ -116,12 +174,15 @@ def tokenize_chats(
     overlong: Overlong = "drop",
     cache: bool | str | Path = True,
     batch_size: int = 512,
+    prompt_format: Format = "template",
 ) -> TokenizedChats:
     """Tokenize chats (``messages`` lists, dicts with ``messages``, or ``lw_core.SFTRecord``) for SFT.
 
     Over-long samples (more than ``max_tokens``) are, by policy: ``"drop"`` (default; counted in
     ``dropped_overlong`` and in :meth:`TokenizedChats.summary`), ``"truncate"`` (cut at ``max_tokens``; kept if an
     assistant token survives) or ``"error"``. Samples without any assistant token are dropped and counted.
+    ``prompt_format`` is ``"template"`` (the tokenizer's chat template), ``"llama-inst"`` or ``"glm4"`` (the
+    released LongWriter models' formats, built as THUDM/LongWriter's ``train/pre_tokenize_*.py`` build them).
     ``cache=True`` stores results under ``$LW_HOME/train/tokenized`` (a path picks another folder, ``False``
     disables it); the key covers the tokenizer (vocabulary, template), the data and these options.
     """
@@ -129,14 +190,20 @@ def tokenize_chats(
         raise TokenizationError(f"unknown over-long policy {overlong!r}: use 'drop', 'truncate' or 'error'")
     if max_tokens is not None and max_tokens < 1:
         raise TokenizationError(f"max_tokens must be >= 1, got {max_tokens}")
+    if prompt_format not in ("template", "llama-inst", "glm4"):
+        raise TokenizationError(
+            f"unknown prompt format {prompt_format!r}: use template, llama-inst or glm4 (resolve 'longwriter' "
+            "with resolve_prompt_format first)"
+        )
     conversations = [_messages(record, index) for index, record in enumerate(records)]
     cache_file = None
     if cache:
         folder = Path(cache) if not isinstance(cache, bool) else cache_dir("train", "tokenized")
-        cache_file = folder / f"{_cache_key(conversations, tokenizer, max_tokens, overlong)}.npz"
+        key = _cache_key(conversations, tokenizer, max_tokens, f"{overlong}\0{prompt_format}")
+        cache_file = folder / f"{key}.npz"
         if cache_file.exists():
             return TokenizedChats._from_file(cache_file)
-    result = _tokenize(conversations, tokenizer, max_tokens, overlong, batch_size)
+    result = _tokenize(conversations, tokenizer, max_tokens, overlong, batch_size, prompt_format)
     if cache_file is not None:
         atomic_write(cache_file, result._to_bytes())
     return result
@@ -205,16 +272,141 @@ def _assistant_spans(tokenizer: Any, messages: list[dict[str, str]], index: int)
     return full, spans
 
 
+def _template_pairs(tokenizer: Any, batch: list[list[dict[str, str]]], batch_start: int) -> list[_Pair]:
+    """``(input_ids, labels)`` through the tokenizer's chat template."""
+    if tokenizer.chat_template is None:
+        raise TokenizationError(f"tokenizer {tokenizer.name_or_path!r} has no chat template; set one first")
+    if _GENERATION_BLOCK.search(str(tokenizer.chat_template)):
+        encoded = tokenizer.apply_chat_template(
+            batch, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
+        masks = zip(encoded["input_ids"], encoded["assistant_masks"], strict=True)
+        return [_labelled(np.asarray(ids, dtype=np.int32), np.asarray(mask, dtype=bool)) for ids, mask in masks]
+    rendered = [_assistant_spans(tokenizer, m, batch_start + i) for i, m in enumerate(batch)]
+    encoded = tokenizer([text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True)
+    pairs = []
+    for ids, offsets, (_, spans) in zip(encoded["input_ids"], encoded["offset_mapping"], rendered, strict=True):
+        starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
+        trained = np.zeros(len(starts), dtype=bool)
+        for begin, end in spans:
+            trained |= (starts >= begin) & (starts < end)
+        pairs.append(_labelled(np.asarray(ids, dtype=np.int32), trained))
+    return pairs
+
+
+def _labelled(ids: np.ndarray, trained: np.ndarray) -> _Pair:
+    return ids, np.where(trained, ids, IGNORE_INDEX).astype(np.int32)
+
+
+def _llama_inst_pairs(tokenizer: Any, batch: list[list[dict[str, str]]], batch_start: int) -> list[_Pair]:
+    """THUDM/LongWriter ``train/pre_tokenize_llama3.py`` ``build_input`` (lines 38-58), token for token.
+
+    BOS, then every message tokenized on its own with the tokenizer's own special tokens (a Llama-3 tokenizer adds
+    a BOS to each): a system message as ``<<SYS>>\n{content}\n<</SYS>>\n\n``, a user message as
+    ``[INST]{content}[/INST]``, an answer as its text; then EOS. An answer's tokens train, and the position right
+    after it is labelled EOS (line 58) even where a next message's token stands there.
+    """
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    if bos is None or eos is None:
+        raise TokenizationError(
+            f"tokenizer {tokenizer.name_or_path!r} has no BOS or EOS token, which the llama-inst format needs"
+        )
+    pieces, layout = [], []
+    for offset, messages in enumerate(batch):
+        for turn, message in enumerate(messages):
+            role, content = message["role"], message["content"]
+            if role == "system":
+                pieces.append(f"<<SYS>>\n{content}\n<</SYS>>\n\n")
+            elif role == "user":
+                pieces.append(f"[INST]{content}[/INST]")
+            elif role == "assistant":
+                pieces.append(content)
+            else:
+                raise TokenizationError(
+                    f"record {batch_start + offset}: message {turn} has role {role!r}; the llama-inst format knows "
+                    "system, user and assistant"
+                )
+            layout.append(role == "assistant")
+    encoded = iter(tokenizer(pieces)["input_ids"]) if pieces else iter(())
+    answers = iter(layout)
+    pairs = []
+    for messages in batch:
+        ids, spans = [bos], []
+        for _ in messages:
+            piece = next(encoded)
+            if next(answers):
+                spans.append((len(ids), len(ids) + len(piece)))
+            ids.extend(piece)
+        ids.append(eos)
+        labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
+        for start, end in spans:
+            labels[start:end] = ids[start:end]
+            labels[end] = eos
+        pairs.append((np.asarray(ids, dtype=np.int32), labels))
+    return pairs
+
+
+def _glm4_pairs(tokenizer: Any, batch: list[list[dict[str, str]]], batch_start: int) -> list[_Pair]:
+    """THUDM/LongWriter ``train/pre_tokenize_glm4.py`` ``build_input`` (lines 37-53), token for token.
+
+    ``[gMASK]<sop>``, then per message ``<|role|>`` + ``"\n"`` + the text (``build_single_message`` of the patched
+    ``tokenization_chatglm.py``, lines 156-161; special-token text inside a message stays text), then
+    ``<|endoftext|>``. A non-empty answer trains from its ``"\n"`` through the token after it (the next role token
+    or ``<|endoftext|>``): the original's ``labels[start+3:end+3]``.
+    """
+    gmask, sop, end_of_text = (_special_id(tokenizer, t) for t in ("[gMASK]", "<sop>", "<|endoftext|>"))
+    role_ids = {role: _special_id(tokenizer, f"<|{role}|>") for role in _GLM_ROLES}
+    newline = list(tokenizer("\n", add_special_tokens=False)["input_ids"])
+    pairs = []
+    for offset, messages in enumerate(batch):
+        for turn, message in enumerate(messages):
+            if message["role"] not in role_ids:
+                raise TokenizationError(
+                    f"record {batch_start + offset}: message {turn} has role {message['role']!r}; the glm4 format "
+                    f"knows {', '.join(_GLM_ROLES)}"
+                )
+        texts = [m["content"] for m in messages]
+        contents = tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        ids, spans = [gmask, sop], []
+        for message, content in zip(messages, contents, strict=True):
+            start = len(ids)
+            ids += [role_ids[message["role"]], *newline, *content]
+            if message["role"] == "assistant" and message["content"] != "":
+                spans.append((start + 1, len(ids) + 1))
+        ids.append(end_of_text)
+        labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
+        for start, end in spans:
+            labels[start:end] = ids[start:end]
+        pairs.append((np.asarray(ids, dtype=np.int32), labels))
+    return pairs
+
+
+def _special_id(tokenizer: Any, token: str) -> int:
+    """The id of a special token: GLM-4's own tokenizer through ``get_command``, any other through its vocabulary."""
+    command = getattr(tokenizer, "get_command", None)
+    if callable(command):
+        return int(command(token))
+    found = tokenizer.get_vocab().get(token)
+    if found is None:
+        raise TokenizationError(
+            f"tokenizer {tokenizer.name_or_path!r} has no {token} token: the glm4 format needs a GLM-4 tokenizer"
+        )
+    return int(found)
+
+
+_Pair = tuple[np.ndarray, np.ndarray]
+_BUILDERS = {"template": _template_pairs, "llama-inst": _llama_inst_pairs, "glm4": _glm4_pairs}
+
+
 def _tokenize(
     conversations: list[list[dict[str, str]]],
     tokenizer: Any,
     max_tokens: int | None,
     overlong: str,
     batch_size: int,
+    prompt_format: str = "template",
 ) -> TokenizedChats:
-    has_generation_blocks = bool(_GENERATION_BLOCK.search(str(tokenizer.chat_template or "")))
-    if tokenizer.chat_template is None:
-        raise TokenizationError(f"tokenizer {tokenizer.name_or_path!r} has no chat template; set one first")
+    build = _BUILDERS[prompt_format]
     ids_out: list[np.ndarray] = []
     labels_out: list[np.ndarray] = []
     source: list[int] = []
@@ -223,25 +415,7 @@ def _tokenize(
     truncated: list[int] = []
     for batch_start in range(0, len(conversations), batch_size):
         batch = conversations[batch_start : batch_start + batch_size]
-        if has_generation_blocks:
-            encoded = tokenizer.apply_chat_template(
-                batch, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
-            )
-            pairs = [
-                (np.asarray(ids, dtype=np.int32), np.asarray(mask, dtype=bool))
-                for ids, mask in zip(encoded["input_ids"], encoded["assistant_masks"], strict=True)
-            ]
-        else:
-            rendered = [_assistant_spans(tokenizer, m, batch_start + i) for i, m in enumerate(batch)]
-            encoded = tokenizer([text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True)
-            pairs = []
-            for ids, offsets, (_, spans) in zip(encoded["input_ids"], encoded["offset_mapping"], rendered, strict=True):
-                starts = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
-                trained = np.zeros(len(starts), dtype=bool)
-                for begin, end in spans:
-                    trained |= (starts >= begin) & (starts < end)
-                pairs.append((np.asarray(ids, dtype=np.int32), trained))
-        for offset, (ids, trained) in enumerate(pairs):
+        for offset, (ids, labels) in enumerate(build(tokenizer, batch, batch_start)):
             index = batch_start + offset
             if max_tokens is not None and len(ids) > max_tokens:
                 if overlong == "error":
@@ -252,13 +426,13 @@ def _tokenize(
                 if overlong == "drop":
                     dropped_overlong.append(index)
                     continue
-                ids, trained = ids[:max_tokens], trained[:max_tokens]
+                ids, labels = ids[:max_tokens], labels[:max_tokens]
                 truncated.append(index)
-            if not trained.any():
+            if not (labels != IGNORE_INDEX).any():
                 dropped_untrained.append(index)
                 continue
             ids_out.append(ids)
-            labels_out.append(np.where(trained, ids, IGNORE_INDEX).astype(np.int32))
+            labels_out.append(labels)
             source.append(index)
     lengths = np.fromiter((len(ids) for ids in ids_out), dtype=np.int64, count=len(ids_out))
     return TokenizedChats(
