@@ -128,13 +128,42 @@ def split(count: int, config: _TrainConfig) -> tuple[list[int], list[int]]:
 
 
 def load_tokenizer(config: _TrainConfig, folder: str) -> Any:
-    """The model's tokenizer; a model that cannot be found is a ConfigError naming the field."""
+    """The model's tokenizer; a model that cannot be found, or needs code it was not allowed to run, is a
+    ConfigError naming the field."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=config.trust_remote_code)
+    except (OSError, ValueError) as error:
+        problem = load_error(config, error)
+        if problem is None:
+            raise
+        raise problem from None
+
+
+def load_error(config: _TrainConfig, error: Exception) -> ConfigError | None:
+    """A model or tokenizer that did not load, as one line naming the field (and the opt-in it needs); ``None`` for
+    an error that is not about loading."""
+    if "trust_remote_code" in str(error):
+        return ConfigError(
+            f"{config.where('trust_remote_code')}: {config.model!r} needs the Python code in its repository to load "
+            "(THUDM/glm-4-9b does); set trust_remote_code = true (--set trust_remote_code=true) if you trust it"
+        )
+    if isinstance(error, OSError):
+        return ConfigError(f"{config.where('model')}: cannot load {config.model!r}: {error}")
+    return None
+
+
+def model_type(config: _TrainConfig, folder: str) -> str | None:
+    """``model_type`` of the model's ``config.json``, read as data (no repository code runs)."""
+    from transformers import PretrainedConfig
+
+    try:
+        values, _ = PretrainedConfig.get_config_dict(folder)
     except OSError as error:
         raise ConfigError(f"{config.where('model')}: cannot load {config.model!r}: {error}") from None
+    found = values.get("model_type")
+    return str(found) if found is not None else None
 
 
 def mixed_precision(dtype: str) -> dict[str, bool]:
@@ -152,7 +181,7 @@ def common_arguments(config: _TrainConfig) -> dict[str, Any]:
         "max_steps": config.max_steps,
         "learning_rate": config.learning_rate,
         "lr_scheduler_type": config.lr_scheduler,
-        "warmup_steps": config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        **warmup(config.warmup_ratio),
         "weight_decay": config.weight_decay,
         "adam_beta1": config.adam_beta1,
         "adam_beta2": config.adam_beta2,
@@ -171,6 +200,17 @@ def common_arguments(config: _TrainConfig) -> dict[str, Any]:
         **mixed_precision(config.dtype),
         **checkpointing(config.gradient_checkpointing),
     }
+
+
+def warmup(ratio: float) -> dict[str, Any]:
+    """The warm-up as a share of the total steps, under the name this transformers reads as one: ``warmup_ratio``
+    where it exists (before 5.0, ``warmup_steps`` is a step count and 0.03 would silently mean no warm-up), else
+    ``warmup_steps``, which transformers >= 5 reads as a ratio when below 1."""
+    from transformers import TrainingArguments
+
+    if "warmup_ratio" in TrainingArguments.__dataclass_fields__:
+        return {"warmup_ratio": ratio, "warmup_steps": 0}
+    return {"warmup_steps": ratio}
 
 
 def checkpointing(enabled: bool) -> dict[str, Any]:

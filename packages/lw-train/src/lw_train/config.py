@@ -8,20 +8,25 @@ ours (see the README's original | ours | why table); ``recipes/longwriter-sft.to
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ConfigError
 from .packing import Strategy
 
-__all__ = ["DPOConfig", "LoraSettings", "SFTConfig"]
+__all__ = ["DPOConfig", "GRPOConfig", "LoraSettings", "RewardSpec", "SFTConfig"]
 
 Reduction = Literal["token", "sequence", "longwriter"]
 REDUCTIONS: tuple[str, ...] = ("token", "sequence", "longwriter")
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+#: How chats become tokens: the tokenizer's chat template (ours), or a released LongWriter model's own format.
+PromptFormat = Literal["template", "llama-inst", "glm4", "longwriter"]
+#: ``grouped`` (ours): steps of similar-size bins, reshuffled every epoch; ``original``: THUDM/LongWriter's order.
+Order = Literal["grouped", "original"]
 Attention = Literal["auto", "segments", "sdpa", "eager", "flash_attention_2"]
 
 
@@ -62,6 +67,9 @@ class _TrainConfig(_Strict):
     logging_steps: int = Field(1, ge=1)
     resume: bool = Field(False, description="continue from the last complete checkpoint in output_dir")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    trust_remote_code: bool = Field(
+        False, description="run the model repository's own Python code (THUDM/glm-4-9b needs it); only if you trust it"
+    )
 
     _source: Path | None = PrivateAttr(None)
 
@@ -111,8 +119,19 @@ class SFTConfig(_TrainConfig):
 
     max_tokens: int = Field(32_768, ge=8, description="tokens per packed row; longer samples are dropped")
     packing: Strategy = "bfd"
+    order: Order = Field(
+        "grouped",
+        description="grouped: steps of similar-size bins, reshuffled every epoch; original: the bins in packing "
+        "order every epoch, the last (partial) one dropped, as THUDM/LongWriter's sort_and_group.py and trainer",
+    )
     packs_per_device: int = Field(1, ge=1, description="bins per micro-batch (all become one packed row)")
     loss_reduction: Reduction = "sequence"
+    prompt_format: PromptFormat = Field(
+        "template",
+        description="template: the tokenizer's chat template; llama-inst / glm4: the released LongWriter models' "
+        "formats (pre_tokenize_llama3.py / pre_tokenize_glm4.py); longwriter: whichever of the two the model's "
+        "family uses. The final model's chat template is set to the format, so servers prompt it as it was trained",
+    )
     attention: Attention = Field(
         "auto", description="auto: FlashAttention-2 varlen on CUDA if installed, else sdpa (block mask); CPU: segments"
     )
@@ -130,6 +149,97 @@ class DPOConfig(_TrainConfig):
     sft_weight: float = Field(0.0, ge=0.0, description="add TRL's 'sft' loss on the chosen answer with this weight")
     pairs_per_device: int = Field(1, ge=1)
     precompute_ref_log_probs: bool = False
+
+
+#: The default rewards of a GRPO run: lw-bench's length reward and repetition penalty, weight 1 each
+#: (``lw_bench.rewards.LENGTH_REWARDS``), named by import string so lw-train never imports lw-bench.
+DEFAULT_REWARDS: tuple[dict[str, Any], ...] = (
+    {"func": "lw_bench.rewards:length_reward", "weight": 1.0},
+    {"func": "lw_bench.rewards:repetition_reward", "weight": 1.0},
+)
+_IMPORT_STRING = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"]
+
+
+class RewardSpec(_Strict):
+    """One reward of a GRPO run: a function in TRL's reward signature, found by its import string, and its weight."""
+
+    func: str = Field(
+        description="'module:name' of a reward f(prompts, completions, **columns) -> list[float | None], e.g. "
+        "'lw_bench.rewards:length_reward'; imported when the run starts"
+    )
+    weight: float = Field(1.0, description="its weight in the summed reward (TRL's reward_weights)")
+    options: dict[str, Any] | None = Field(
+        None,
+        description="when set, func is a factory called with these keyword arguments that returns the reward (e.g. "
+        "'lw_bench.rewards:JudgeReward.from_endpoint' with base_url and model)",
+    )
+
+    @field_validator("func")
+    @classmethod
+    def _import_string(cls, value: str) -> str:
+        if not _IMPORT_STRING.fullmatch(value):
+            raise ValueError("expected 'module:name', e.g. 'lw_bench.rewards:length_reward'")
+        return value
+
+
+class GRPOConfig(_TrainConfig):
+    """GRPO with TRL's GRPOTrainer on lw ``Instruction`` prompts, rewarded by functions named by import string.
+
+    The prompts are any lw Instruction JSONL or parquet (``prompt`` and the required ``length``, e.g. from
+    ``lw-data instructions``); every column reaches the rewards. GRPO's keys keep TRL's names and defaults.
+
+    >>> config = GRPOConfig(model="smollm2-135m-instruct", data="prompts.jsonl", output_dir="out")
+    >>> [reward.func for reward in config.rewards], config.num_generations
+    (['lw_bench.rewards:length_reward', 'lw_bench.rewards:repetition_reward'], 8)
+    """
+
+    data: Path = Field(
+        description="prompts: lw Instruction records (JSONL or parquet) with 'prompt' and the required 'length'"
+    )
+    learning_rate: float = Field(1e-6, gt=0)
+    epochs: float = Field(1.0, gt=0, description="passes over the prompts (max_steps > 0 overrides)")
+    rewards: list[RewardSpec] = Field(
+        default_factory=lambda: [RewardSpec.model_validate(r) for r in DEFAULT_REWARDS],
+        min_length=1,
+        description="the rewards and their weights: a list of {func, weight, options} tables",
+    )
+    system_prompt: str | None = Field(None, description="a system message before every prompt (none: no system turn)")
+    num_generations: int = Field(8, ge=2, description="completions per prompt: the group whose rewards are compared")
+    completions_per_device: int | None = Field(
+        None,
+        ge=1,
+        description="completions per rank per micro-step (TRL's per_device_train_batch_size; default "
+        "num_generations); this x ranks x gradient_accumulation_steps must be a multiple of num_generations",
+    )
+    max_completion_length: int = Field(
+        1024, ge=1, description="tokens per completion; a longer one is cut there and counts as truncated"
+    )
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the rollouts")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling of the rollouts (1: off)")
+    top_k: int = Field(0, ge=0, description="top-k sampling of the rollouts (0: off)")
+    repetition_penalty: float = Field(1.0, gt=0, description="transformers' repetition penalty in rollouts (1: off)")
+    beta: float = Field(0.0, ge=0, description="KL weight against the starting model (0: no reference model kept)")
+    loss_type: LossType = Field(
+        "dapo", description="TRL's loss aggregation: dapo (token-level, global), dr_grpo, grpo, bnpo, cispo, sapo"
+    )
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="divide advantages by the reward std of the group, the batch, or not at all (Dr. GRPO)"
+    )
+    multi_objective_aggregation: Literal["sum_then_normalize", "normalize_then_sum"] = Field(
+        "sum_then_normalize", description="weight and sum the rewards, then normalise; or normalise each, then sum"
+    )
+    epsilon: float = Field(0.2, gt=0, description="clipping range of the policy ratio")
+    epsilon_high: float | None = Field(None, gt=0, description="upper clipping range (DAPO: 0.28); default epsilon")
+    num_iterations: int = Field(1, ge=1, description="optimizer passes over each batch of rollouts (GRPO's mu)")
+    mask_truncated_completions: bool = Field(
+        False, description="leave completions cut at max_completion_length out of the loss (DAPO)"
+    )
+    save_completions: bool = Field(
+        True, description="append every rollout (step, id, required length, words, text) to completions.jsonl"
+    )
+
+
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -63,9 +63,14 @@ def train_dpo(
 
     set_seed(config.seed)
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    except OSError as error:
-        raise ConfigError(f"{config.where('model')}: cannot load {config.model!r}: {error}") from None
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=torch.float32, trust_remote_code=config.trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        problem = _run.load_error(config, error)
+        if problem is None:
+            raise
+        raise problem from None
     stats = _run.RunStats()
     show = progress and is_main
     trainer = DPOTrainer(

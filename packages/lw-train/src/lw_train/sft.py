@@ -7,10 +7,11 @@ trl can train), and the loop, optimizer, scheduler, checkpoints, accelerate/FSDP
 
 What is plugged in:
 
-- data: :func:`tokenize_chats` (over-long samples dropped and counted), :func:`pack` into bins of
-  ``max_tokens``, grouped into whole optimizer steps (``ranks x accumulation x packs_per_device`` bins of similar
-  size), :class:`StepShuffledSampler` shuffling the steps per epoch from ``(seed, epoch)`` so a resumed run replays
-  the same order;
+- data: :func:`tokenize_chats` in the configured prompt format (over-long samples dropped and counted),
+  :func:`pack` into bins of ``max_tokens``; with ``order="grouped"`` (ours) grouped into whole optimizer steps
+  (``ranks x accumulation x packs_per_device`` bins of similar size) that :class:`StepShuffledSampler` shuffles per
+  epoch from ``(seed, epoch)``, so a resumed run replays the same order; with ``order="original"`` the bins in
+  packing order every epoch, the last one dropped, as THUDM/LongWriter trains;
 - batches: :class:`PackedCollator` rows with restarting positions and ``cu_seq_lens``;
 - loss: :func:`model_loss` inside the model's forward (so DDP, FSDP and DeepSpeed see an ordinary forward), with
   the counts of the whole optimizer step on all ranks, so the ``sequence`` and ``longwriter`` reductions do not
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import Sampler, SequentialSampler
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -37,11 +38,11 @@ from .attention import use_segment_attention
 from .collators import BinDataset, PackedCollator
 from .config import Attention, SFTConfig
 from .data import read_sft_records
-from .errors import ConfigError, PackingError
+from .errors import ConfigError, PackingError, TokenizationError
 from .loss import Reduction, TargetCounts, count_targets, model_loss
 from .models import resolve_model
 from .packing import pack, pack_fill
-from .tokenization import TokenizedChats, tokenize_chats
+from .tokenization import CHAT_TEMPLATES, Format, TokenizedChats, resolve_prompt_format, tokenize_chats
 
 log = logging.getLogger("lw_train")
 
@@ -66,13 +67,16 @@ def train_sft(
     resume_from = _run.prepare_output(config, is_main=is_main)
     folder = resolve_model(config.model)
     tokenizer = _run.load_tokenizer(config, folder)
+    prompt_format = _prompt_format(config, folder)
     records = read_sft_records(config.data, where=config.where("data"))
-    samples = tokenize_chats(records, tokenizer, max_tokens=config.max_tokens, overlong="drop")
+    samples = tokenize_chats(
+        records, tokenizer, max_tokens=config.max_tokens, overlong="drop", prompt_format=prompt_format
+    )
     _check_samples(config, samples, len(records))
     train_ids, eval_ids = _run.split(len(samples), config)
     step_bins = args.world_size * config.gradient_accumulation_steps * config.packs_per_device
-    train_bins = _bins(config, samples, train_ids, step_bins)
-    eval_bins = _bins(config, samples, eval_ids, 1) if eval_ids else []
+    train_bins, dropped_with_bins = _bins(config, samples, train_ids, step_bins, last_dropped=True)
+    eval_bins = _bins(config, samples, eval_ids, 1, last_dropped=False)[0] if eval_ids else []
 
     set_seed(config.seed)  # LoRA's initial adapters are random
     model = _load_model(config, folder)
@@ -90,7 +94,11 @@ def train_sft(
             _run.ProgressAndLog(config.output_dir / "log.jsonl", stats, show=show),
             *callbacks,
         ],
-        sampler=StepShuffledSampler(len(train_bins), step_bins, config.seed),
+        sampler=(
+            SequentialSampler(range(len(train_bins)))
+            if config.order == "original"
+            else StepShuffledSampler(len(train_bins), step_bins, config.seed)
+        ),
         reduction=config.loss_reduction,
         chunk_size=config.loss_chunk_size,
         stats=stats,
@@ -100,6 +108,8 @@ def train_sft(
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - started
     eval_loss = trainer.evaluate()["eval_loss"] if eval_bins else None
+    if prompt_format != "template":  # servers then prompt the model as it was trained
+        tokenizer.chat_template = CHAT_TEMPLATES[prompt_format]
     trained = _save_final(trainer, config, tokenizer)
     lengths = samples.lengths
     summary = {
@@ -108,10 +118,15 @@ def train_sft(
         "steps": trainer.state.global_step,
         "epochs": round(trainer.state.epoch or 0.0, 4),
         "records": len(records),
-        "samples": len(train_ids),
+        "samples": len(train_ids) - dropped_with_bins,
         "eval_samples": len(eval_ids),
         "dropped_overlong": len(samples.dropped_overlong),
         "dropped_untrained": len(samples.dropped_untrained),
+        "dropped_with_last_bins": dropped_with_bins,
+        "processes": args.world_size,
+        "prompt_format": prompt_format,
+        "packing": config.packing,
+        "order": config.order,
         "bins": len(train_bins),
         "pack_fill": round(pack_fill(train_bins, lengths, config.max_tokens), 4),
         "trained_tokens": stats.trained_tokens,
@@ -272,20 +287,52 @@ def _check_samples(config: SFTConfig, samples: TokenizedChats, records: int) -> 
     )
 
 
-def _bins(config: SFTConfig, samples: TokenizedChats, ids: list[int], step_bins: int) -> list[list[int]]:
-    """Bins of sample indices, a multiple of ``step_bins`` of them, grouped into steps of similar size."""
+def _prompt_format(config: SFTConfig, folder: str) -> Format:
+    """The configured prompt format; ``longwriter`` becomes the released code's format for the model's family."""
+    family = _run.model_type(config, folder) if config.prompt_format == "longwriter" else None
+    try:
+        return resolve_prompt_format(config.prompt_format, family)
+    except TokenizationError as error:
+        raise ConfigError(f"{config.where('prompt_format')}: {error}") from None
+
+
+def _bins(
+    config: SFTConfig, samples: TokenizedChats, ids: list[int], step_bins: int, *, last_dropped: bool
+) -> tuple[list[list[int]], int]:
+    """Bins of sample indices, a multiple of ``step_bins`` of them, and how many samples were left out with bins.
+
+    ``order="grouped"``: bins are balanced over the ranks and grouped into steps of similar size, none dropped.
+    ``order="original"``: THUDM/LongWriter's ``train/sort_and_group.py`` never writes the pack still open when its
+    loop ends (lines 47-72: a pack is appended only when the next sample does not fit), and ``train/dataset.py``
+    keeps a multiple of the GPU count (lines 58-59); here, with ``last_dropped``, the last bin goes and the rest is
+    cut to a multiple of the step's bins, in packing order.
+    """
     order = list(ids)
     if config.packing == "nextfit":  # the original packs its input after one shuffle (pre_tokenize_*.py)
         np.random.default_rng([config.seed, 2]).shuffle(order)
     lengths = samples.lengths
+    original = config.order == "original"
     try:
-        local = pack([lengths[i] for i in order], config.max_tokens, config.packing, num_ranks=step_bins)
+        local = pack(
+            [lengths[i] for i in order], config.max_tokens, config.packing, num_ranks=1 if original else step_bins
+        )
     except PackingError as error:
         raise ConfigError(
             f"{config.where('gradient_accumulation_steps')}: {error} (one optimizer step takes ranks x "
             f"gradient_accumulation_steps x packs_per_device = {step_bins} bins)"
         ) from None
-    return [[order[i] for i in b] for b in local]
+    bins = [[order[i] for i in b] for b in local]
+    if not original:
+        return bins, 0
+    kept = bins[:-1] if last_dropped else bins
+    kept = kept[: len(kept) // step_bins * step_bins]
+    if not kept:
+        raise ConfigError(
+            f"{config.where('order')}: the original order drops the last bin and keeps a multiple of {step_bins} "
+            f"(the bins of one optimizer step), which leaves none of the {len(bins)} bins; add data or use "
+            "order = 'grouped'"
+        )
+    return kept, sum(map(len, bins)) - sum(map(len, kept))
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -303,10 +350,16 @@ def _load_model(config: SFTConfig, folder: str) -> Any:
         attention = _auto_attention(torch.cuda.is_available(), _has_flash_attention())
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=torch.float32, attn_implementation="sdpa" if attention == "segments" else attention
+            folder,
+            dtype=torch.float32,
+            attn_implementation="sdpa" if attention == "segments" else attention,
+            trust_remote_code=config.trust_remote_code,
         )
-    except OSError as error:
-        raise ConfigError(f"{config.where('model')}: cannot load {config.model!r}: {error}") from None
+    except (OSError, ValueError) as error:
+        problem = _run.load_error(config, error)
+        if problem is None:
+            raise
+        raise problem from None
     if attention == "segments":
         use_segment_attention(model)
     model.config.use_cache = False
