@@ -86,6 +86,20 @@ def test_build_sft_cleaning_flags_reach_the_filters(tmp_path: Path, make: Any) -
     assert answers[("--strip-plan-echo", "--strip-task-talk")] == body
 
 
+def test_build_sft_data_levers_reach_the_filters(tmp_path: Path, make: Any) -> None:
+    body = make.prose(120, 1)
+    doc = make.document("d", "Write a 200-word note.", [f"## Tides\n\n{body}"])
+    doc["plan"]["steps"] = [{"index": 1, "main_point": "Tides", "word_count": 200}]
+    src = make.write_lines(tmp_path / "docs.jsonl", [doc])
+    out = tmp_path / "sft.jsonl"
+    flags = ("--strip-headings", "--relabel-length", "--plan-augmented")
+    result = run("build-sft", src, "-o", out, "--min-words", 10, *flags)
+    assert result.exit_code == 0, result.output
+    record = next(read_jsonl(out, SFTRecord))
+    assert record.messages[0].content == "Write a 120-word note."
+    assert record.messages[1].content == f"Paragraph 1 - Main Point: Tides - Word Count: 120 words\n\n{body}"
+
+
 @pytest.mark.parametrize("words", [1_234, 23_456])
 def test_stats_table_never_cuts_values(tmp_path: Path, make: Any, words: int) -> None:
     prompts = [f"Write {words} words", f"写一篇{words}字的报告"]

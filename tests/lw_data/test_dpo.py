@@ -273,5 +273,5 @@ def test_length_only_rule_needs_no_judge_and_scores_every_candidate() -> None:
     # a judge's failures do not drop a candidate when its S_q carries no weight
     partly = pl.concat([judged(("a", 0, 5)), judged(("a", 1, 1), status="failed")], how="diagonal_relaxed")
     assert chosen_rejected(build_dpo(p, partly, DPORule(length_weight=1, rejected="worst"))[0]) == {"a": (0, 1)}
-    with pytest.raises(DataError, match="length_weight 0.5 weighs the judge's S_q"):
+    with pytest.raises(DataError, match=r"length_weight 0\.5 weighs the judge's S_q"):
         build_dpo(p, None, DPORule())

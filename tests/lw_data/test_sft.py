@@ -9,9 +9,10 @@ from typing import Any
 import polars as pl
 import pytest
 from lw_core import RecordError, SFTRecord, read_jsonl
-from lw_data import SFTFilters, build_sft, build_sft_file, read_documents
+from lw_data import SFTFilters, build_sft, build_sft_file, extract_length, generate_instructions, read_documents
 from lw_data.io import iter_jsonl_batches
-from lw_data.sft import DOCUMENT_SCHEMA, documents_frame
+from lw_data.lengths import relabel_length
+from lw_data.sft import DOCUMENT_SCHEMA, PLAN_SCHEMA, documents_frame, split_plan_answer
 
 LOOSE = SFTFilters(min_words=10, max_words=10_000)
 ECHO = LOOSE.model_copy(update={"strip_plan_echo": True})
@@ -231,3 +232,81 @@ def test_batches_keep_line_numbers_across_blank_lines(tmp_path: Path, batch_rows
     got = [(row["id"], row["_line"]) for frame in frames for row in frame.iter_rows(named=True)]
     assert got == [("a", 1), ("b", 3), ("c", 5), ("d", 8), ("e", 9)]
     assert all(frame.height <= batch_rows for frame in frames)
+
+
+PLANNED = {**DOCUMENT_SCHEMA, **PLAN_SCHEMA}
+
+
+def planned_frame(*docs: dict[str, Any]) -> pl.DataFrame:
+    return documents_frame(pl.DataFrame(list(docs), schema=PLANNED))
+
+
+def test_plan_augmented_answers_start_with_the_plan_then_the_text(make: Any) -> None:
+    sections = [make.prose(60, 1), make.prose(40, 2)]
+    doc = make.document("a", "Write a 100-word note on tides.", sections, length=100)
+    doc["plan"]["steps"] = [
+        {"index": 1, "main_point": "How the moon pulls the sea", "word_count": 60},
+        {"index": 2, "main_point": "Spring and neap tides", "word_count": 40},
+    ]
+    plain = build_sft(planned_frame(doc), LOOSE)[0]["messages"][0][1]["content"]
+    kept, _ = build_sft(planned_frame(doc), LOOSE.model_copy(update={"plan_augmented": True}))
+    answer = kept["messages"][0][1]["content"]
+    plan = (
+        "Paragraph 1 - Main Point: How the moon pulls the sea - Word Count: 60 words\n"
+        "Paragraph 2 - Main Point: Spring and neap tides - Word Count: 40 words"
+    )
+    assert answer == f"{plan}\n\n{plain}"
+    assert split_plan_answer(answer) == (plan, plain)  # what lw scores: the text alone
+    assert kept["meta"][0]["words"] == 100  # the text's words, not the plan's
+    zh = make.document("z", "写一篇100字的短文", [make.chinese(100)], length=100)
+    zh["plan"]["steps"] = [{"index": 1, "main_point": "潮汐", "word_count": 100}]
+    kept, _ = build_sft(planned_frame(zh), LOOSE.model_copy(update={"plan_augmented": True}))
+    assert kept["messages"][0][1]["content"].startswith("段落1 - 主要内容：潮汐 - 字数：100字\n\n")
+
+
+def test_plan_augmented_keeps_the_papers_plan_lines_and_rejects_documents_without_a_plan(make: Any) -> None:
+    line = "Paragraph 1 - Main Point: Tides, in detail - Word Count: 400 words"
+    paper = make.document("a", "Write", [make.prose(100)])
+    paper["plan"]["steps"] = [{"index": 1, "main_point": line, "word_count": 400}]  # a paper-preset step: its line
+    none = {**make.document("b", "Write", [make.prose(100)]), "plan": None}
+    kept, rejects = build_sft(planned_frame(paper, none), LOOSE.model_copy(update={"plan_augmented": True}))
+    assert kept["messages"][0][1]["content"].startswith(line + "\n\n")
+    assert rejects.select("id", "reason").rows() == [("b", "missing plan")]
+
+
+def test_hindsight_relabelling_asks_for_what_the_answer_has(make: Any) -> None:
+    doc = make.document("a", "Write a 1,000-word essay on tides, please.", [make.prose(300, 1), make.prose(100, 2)])
+    doc["plan"]["steps"] = [
+        {"index": 1, "main_point": "Moon", "word_count": 600},
+        {"index": 2, "main_point": "Sun", "word_count": 400},
+    ]
+    assert reason(make, doc) == "shorter than requested"  # 400 of 1,000 words
+    relabel = LOOSE.model_copy(update={"relabel_length": True})
+    kept, _ = build_sft(planned_frame(doc), relabel)
+    record = SFTRecord.model_validate(kept.to_dicts()[0])
+    assert record.messages[0].content == "Write a 400-word essay on tides, please."
+    assert record.meta["requested"] == record.meta["words"] == 400 and record.meta["requested_original"] == 1000
+    # with the plan in the answer, each step's budget becomes the words its section has
+    kept, _ = build_sft(planned_frame(doc), relabel.model_copy(update={"plan_augmented": True}))
+    plan, _ = split_plan_answer(kept["messages"][0][1]["content"])
+    assert plan.splitlines() == [
+        "Paragraph 1 - Main Point: Moon - Word Count: 300 words",
+        "Paragraph 2 - Main Point: Sun - Word Count: 100 words",
+    ]
+
+
+def test_relabelled_prompts_read_back_as_the_new_length() -> None:
+    instructions = generate_instructions(600, seed=3, min_words=100, max_words=20_000, languages=("en", "zh"))
+    for prompt, length in instructions.select("prompt", "length").iter_rows():
+        new = length // 3 + 7
+        assert extract_length(relabel_length(prompt, new)) == new, prompt
+
+
+def test_section_headings_are_removed_on_request(make: Any) -> None:
+    body, more = make.prose(40, 1), make.prose(40, 2)
+    sections = [f"## The Moon\n\n{body}", f"**Spring tides:**\n{more} with **bold words** inside."]
+    doc = make.document("a", "Write", sections)
+    kept, _ = build_sft(frame_of(make, doc), LOOSE)
+    assert kept["messages"][0][1]["content"] == "\n\n".join(sections)  # the paper's answers keep subtitles
+    kept, _ = build_sft(frame_of(make, doc), LOOSE.model_copy(update={"strip_headings": True}))
+    assert kept["messages"][0][1]["content"] == f"{body}\n\n{more} with **bold words** inside."

@@ -173,6 +173,18 @@ def build_sft(
     strip_task_talk: Annotated[
         bool, typer.Option(help="remove sentences that talk about the writing task, e.g. a rewrite (not the paper's)")
     ] = False,
+    strip_headings: Annotated[
+        bool,
+        typer.Option(help="remove section headings: markdown headings, lines of bold text alone (not the paper's)"),
+    ] = False,
+    relabel_length: Annotated[
+        bool,
+        typer.Option(help="hindsight relabelling: each prompt asks for the words its answer has (not the paper's)"),
+    ] = False,
+    plan_augmented: Annotated[
+        bool,
+        typer.Option(help="answers start with the AgentWrite plan, then the text (the paper's plan-augmented data)"),
+    ] = False,
     system: Annotated[str | None, typer.Option(help="system prompt to put first in every chat")] = None,
     png: Annotated[Path | None, typer.Option(help="save the length plots here")] = None,
     batch_rows: Annotated[int, typer.Option(help="documents per batch (bounds memory)")] = 5_000,
@@ -188,6 +200,9 @@ def build_sft(
         "keep_truncated": keep_truncated,
         "strip_plan_echo": strip_plan_echo,
         "strip_task_talk": strip_task_talk,
+        "strip_headings": strip_headings,
+        "relabel_length": relabel_length,
+        "plan_augmented": plan_augmented,
         "system_prompt": system,
         **({} if max_repetition is None else {"max_repetition": max_repetition}),
     }

@@ -115,3 +115,36 @@ def fill_lengths(lengths: pl.Series, prompts: pl.Series) -> pl.Series:
         return lengths
     found = extract_lengths(prompts.filter(missing)).cast(lengths.dtype)
     return lengths.scatter(missing.arg_true(), found)
+
+
+def relabel_length(prompt: str, length: int) -> str:
+    """``prompt`` with the length it asks for (the one :func:`extract_length` reads) set to ``length``: hindsight
+    relabelling, so an instruction asks for what its answer actually holds. A prompt that names no length is
+    returned as it is; a range becomes the single number.
+
+    >>> relabel_length("Write a 1,200-word essay on tides.", 987)
+    'Write a 987-word essay on tides.'
+    >>> relabel_length("An essay of 2000-3000 words on tides", 2412), relabel_length("写一篇两千字的散文", 1800)
+    ('An essay of 2412 words on tides', '写一篇1800字的散文')
+    >>> relabel_length("Write about tides.", 300)
+    'Write about tides.'
+    """
+    best: tuple[float, int, int] | None = None  # (value, start, end) of the number span that states the length
+    for m in _EN.finditer(prompt):
+        lo = _value(m["lo"], m["mult"] or m["mult2"])
+        hi = _value(m["hi"], m["mult2"] or m["mult"])
+        if lo is not None:
+            end = max(m.end(g) for g in ("lo", "mult", "hi", "mult2") if m[g] is not None)
+            best = max(best or (0.0, 0, 0), (max(lo, hi or 0), m.start("lo"), end))
+    for m in _ZH.finditer(prompt):
+        group = "lo" if m["lo"] is not None else "lo2"
+        lo, hi = _value(m[group]), _value(m["hi"])
+        if lo is not None and lo >= _ZH_MIN:
+            end = m.end("hi") if m["hi"] is not None else m.end(group)
+            best = max(best or (0.0, 0, 0), (max(lo, hi or 0), m.start(group), end))
+    if best is None or best[0] < 1:
+        return prompt
+    _, start, end = best
+    span = prompt[start:end]
+    number = f"{length:,}" if "," in span else str(length)  # "1,200-word" stays in its style: "1,034-word"
+    return prompt[:start] + number + prompt[end:]

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-from lw_core import REPETITION_THRESHOLD
+from lw_core import REPETITION_THRESHOLD, count_words
 from lw_core.text import TASK_TALK_PATTERN
 from pydantic import BaseModel, Field
 
 from lw_data._text import language
 from lw_data.io import AtomicFile, iter_jsonl_batches
-from lw_data.lengths import fill_lengths
+from lw_data.lengths import fill_lengths, relabel_length
 
 #: The fields of lw-core's ``Document`` that lw-data reads (everything else in a record is ignored).
 DOCUMENT_SCHEMA: dict[str, pl.DataType] = {
@@ -25,6 +26,12 @@ DOCUMENT_SCHEMA: dict[str, pl.DataType] = {
     "sections": pl.List(pl.Struct({"index": pl.Int64(), "text": pl.String()})),
     "text": pl.String(),
     "status": pl.String(),
+}
+#: The plan field, read only for plan-augmented answers (``SFTFilters.plan_augmented``).
+PLAN_SCHEMA: dict[str, pl.DataType] = {
+    "plan": pl.Struct(
+        {"steps": pl.List(pl.Struct({"index": pl.Int64(), "main_point": pl.String(), "word_count": pl.Int64()}))}
+    )
 }
 
 # What a writer model echoes from its instructions at the top of a section: the plan step's label and fields
@@ -43,6 +50,20 @@ _PLAN_ECHO = rf"^(?:[ \t]*(?:{_EN_LABEL}|{_EN_FIELD}|{_ZH_LABEL}|{_ZH_FIELD})[ \
 # them back).
 _SENTENCE_WITH_TASK = TASK_TALK_PATTERN
 _BARE_MARKER = r"(?m)^[ \t]*(?:[-*•]|\d+[.)]|[\"“”]+)?[ \t]*$"
+# Section headings: markdown headings and lines that are bold text alone ("## The Moon", "**Tides**", "**Part 2:**").
+_HEADING = r"(?m)^[ \t]*(?:#{1,6}[ \t]+[^\n]*|\*\*[^*\n]+\*\*[ \t]*[:：]?|__[^_\n]+__[ \t]*[:：]?)[ \t]*(?:\n|$)"
+
+#: A plan step as a line of the plan a plan-augmented answer starts with: the paper's plan format (its ``plan.txt``),
+#: and ours in Chinese (lw-agentwrite's Chinese plan prompt).
+PLAN_LINE = {
+    "en": "Paragraph {index} - Main Point: {point} - Word Count: {words} words",
+    "zh": "段落{index} - 主要内容：{point} - 字数：{words}字",
+}
+# The start of such a line: "Paragraph 3", "段落3", "第三段" (markdown marks allowed)
+_PLAN_LINE_START = re.compile(
+    rf"^[ \t]*(?:#+[ \t]*)?(?:\*\*)?[ \t]*(?:paragraph[ \t]*\d+|段落[ \t]*{_ZH_NUM}|第[ \t]*{_ZH_NUM}[ \t]*段)",
+    re.IGNORECASE,
+)
 
 
 class SFTFilters(BaseModel):
@@ -62,6 +83,19 @@ class SFTFilters(BaseModel):
     )
     strip_task_talk: bool = Field(
         False, description="remove sentences that talk about the writing task (a rewrite, the plan) (not the paper's)"
+    )
+    strip_headings: bool = Field(
+        False, description="remove section headings: markdown headings and lines of bold text alone (not the paper's)"
+    )
+    relabel_length: bool = Field(
+        False,
+        description="hindsight relabelling: the requested length (prompt text and `requested`) set to the words the "
+        "answer has, before the ratio filters (not the paper's)",
+    )
+    plan_augmented: bool = Field(
+        False,
+        description="the answer is the AgentWrite plan, one line per step, a blank line, then the text (the paper's "
+        "plan-augmented variant); documents without a plan are rejected ('missing plan')",
     )
     system_prompt: str | None = None
 
@@ -94,6 +128,7 @@ def documents_frame(raw: pl.DataFrame) -> pl.DataFrame:
         pl.col("status").fill_null("done"),
         pl.col("sections").list.eval(pl.element().struct.field("text")).alias("sections"),
         pl.col("text").fill_null(""),
+        *([pl.col("plan").struct.field("steps").alias("plan_steps")] if "plan" in raw.columns else []),
         *([pl.col("_line")] if "_line" in raw.columns else []),
     )
     return frame.with_columns(
@@ -109,6 +144,7 @@ def clean_response(
     *,
     strip_plan_echo: bool = False,
     strip_task_talk: bool = False,
+    strip_headings: bool = False,
 ) -> tuple[pl.Expr, pl.Expr]:
     """The response and whether any section was empty.
 
@@ -116,7 +152,7 @@ def clean_response(
     the document's text when there are none; subtitles stay. With ``strip_plan_echo``, what the writer echoed from
     its instructions goes first: plan-step labels at the top of a section and the prompt at the start. With
     ``strip_task_talk``, so do the sentences in which it talks about the task (a section that was only that is
-    empty).
+    empty); with ``strip_headings``, its headings (markdown headings, lines of bold text alone).
 
     >>> frame = pl.DataFrame({"sections": [["Here is a rewritten version of your text:\\n\\nTides rise twice a day. "
     ...     "This paragraph has two main points."]], "text": [""], "prompt": ["Write about tides"]})
@@ -125,11 +161,7 @@ def clean_response(
     'Tides rise twice a day.'
     """
     e = pl.element()
-
-    def clean(col: pl.Expr) -> pl.Expr:
-        col = _strip_plan_echo(col) if strip_plan_echo else _strip(col)
-        return _strip_task_talk(col) if strip_task_talk else col
-
+    clean = _cleaner(strip_plan_echo, strip_task_talk, strip_headings)
     cleaned = sections.list.eval(clean(e))
     has_sections = sections.list.len() > 0
     joined = pl.when(has_sections).then(cleaned.list.join("\n\n")).otherwise(clean(text))
@@ -143,8 +175,66 @@ def clean_response(
     return joined, empty_section.fill_null(False)
 
 
+def _cleaner(strip_plan_echo: bool, strip_task_talk: bool, strip_headings: bool) -> Callable[[pl.Expr], pl.Expr]:
+    """What cleans one section (or a document's text without sections)."""
+
+    def clean(col: pl.Expr) -> pl.Expr:
+        col = _strip_plan_echo(col) if strip_plan_echo else _strip(col)
+        col = _strip_task_talk(col) if strip_task_talk else col
+        return _strip_headings(col) if strip_headings else col
+
+    return clean
+
+
 def _strip(col: pl.Expr) -> pl.Expr:
     return col.str.strip_chars()
+
+
+def _strip_headings(col: pl.Expr) -> pl.Expr:
+    return col.str.replace_all(_HEADING, "").str.replace_all(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n").str.strip_chars()
+
+
+def plan_text(steps: list[dict[str, object]], language: str = "en", budgets: list[int] | None = None) -> str:
+    """The plan a plan-augmented answer starts with: a line per step in the paper's plan format (:data:`PLAN_LINE`);
+    a step that is already such a line (the ``paper`` preset keeps each plan line whole) stays as it is.
+    ``budgets`` replace the steps' word counts (hindsight relabelling: the words each section has).
+
+    >>> steps = [{"index": 1, "main_point": "Tides and the moon", "word_count": 300},
+    ...          {"index": 2, "main_point": "Paragraph 2 - Main Point: Spring tides - Word Count: 200 words"}]
+    >>> print(plan_text(steps, budgets=[280]))
+    Paragraph 1 - Main Point: Tides and the moon - Word Count: 280 words
+    Paragraph 2 - Main Point: Spring tides - Word Count: 200 words
+    """
+    template = PLAN_LINE.get(language, PLAN_LINE["en"])
+    lines = []
+    for k, step in enumerate(steps):
+        point = str(step.get("main_point") or "").strip()
+        words = budgets[k] if budgets is not None and k < len(budgets) else step.get("word_count")
+        if _PLAN_LINE_START.match(point) or words is None:
+            lines.append(point)
+        else:
+            lines.append(template.format(index=step.get("index") or k + 1, point=point, words=words))
+    return "\n".join(lines)
+
+
+def split_plan_answer(text: str) -> tuple[str, str]:
+    """``(plan, text)`` of a plan-augmented answer: the plan is the run of plan lines it starts with ("Paragraph 1 -
+    ...", "段落1 - ...", blank lines between them), the text everything after; an answer that starts with text has
+    no plan. How lw scores a plan-augmented model: on the text alone, as the paper evaluates only the writing.
+
+    >>> split_plan_answer("Paragraph 1 - Main Point: tides - Word Count: 50 words\\n\\nThe sea rose.")
+    ('Paragraph 1 - Main Point: tides - Word Count: 50 words', 'The sea rose.')
+    >>> split_plan_answer("The sea rose.")
+    ('', 'The sea rose.')
+    """
+    lines = text.split("\n")
+    end = 0
+    for k, line in enumerate(lines):
+        if _PLAN_LINE_START.match(line):
+            end = k + 1
+        elif line.strip():
+            break
+    return "\n".join(lines[:end]).strip(), "\n".join(lines[end:]).strip()
 
 
 def _strip_plan_echo(col: pl.Expr) -> pl.Expr:
@@ -166,19 +256,25 @@ def build_sft(documents: pl.DataFrame, filters: SFTFilters | None = None) -> tup
     repetition) — lw-core's ``SFTRecord``; ``rejects`` has ``id``, ``reason`` and the measures behind it.
     """
     f = filters or SFTFilters()
-    response, empty_section = clean_response(
-        pl.col("sections"),
-        pl.col("text"),
-        pl.col("prompt"),
-        strip_plan_echo=f.strip_plan_echo,
-        strip_task_talk=f.strip_task_talk,
-    )
+    cleaning = {"strip_plan_echo": f.strip_plan_echo, "strip_task_talk": f.strip_task_talk,
+                "strip_headings": f.strip_headings}  # fmt: skip
+    response, empty_section = clean_response(pl.col("sections"), pl.col("text"), pl.col("prompt"), **cleaning)
+    extra = {}
+    if f.plan_augmented and f.relabel_length:  # the plan's budgets become the words each section has
+        extra["section_words"] = pl.col("sections").list.eval(_cleaner(**cleaning)(pl.element()))
     # the streaming engine cleans morsels of rows on every core; the in-memory one runs string ops on one
-    frame = documents.lazy().with_columns(response=response, empty_section=empty_section).collect(engine="streaming")
+    frame = (
+        documents.lazy()
+        .with_columns(response=response, empty_section=empty_section, **extra)
+        .collect(engine="streaming")
+    )
     from lw_data._kernels import text_measures  # numba loads in ~0.3 s: only when there is work for it
 
     words, repetition = text_measures(frame["response"], f.ngram)
-    frame = frame.with_columns(words=words, repetition=repetition).with_columns(ratio=words / pl.col("requested"))
+    frame = frame.with_columns(words=words, repetition=repetition)
+    if f.relabel_length:
+        frame = _relabelled(frame)
+    frame = frame.with_columns(ratio=pl.col("words") / pl.col("requested"))
     status = pl.col("status")
     checks = [
         pl.col("prompt").is_null() | (pl.col("prompt") == ""),
@@ -195,16 +291,22 @@ def build_sft(documents: pl.DataFrame, filters: SFTFilters | None = None) -> tup
     reason: pl.Expr = pl.lit(None, dtype=pl.String)
     for check, name in reversed(list(zip(checks, REASONS, strict=True))):
         reason = pl.when(check).then(pl.lit(name)).otherwise(reason)
+    if f.plan_augmented:
+        no_plan = pl.col("plan_steps").list.len().fill_null(0) == 0 if "plan_steps" in frame.columns else pl.lit(True)
+        reason = reason.fill_null(pl.when(no_plan).then(pl.lit("missing plan")))
     frame = frame.with_columns(reason=reason)
     kept = frame.filter(pl.col("reason").is_null())
+    if f.plan_augmented:
+        kept = kept.with_columns(response=_with_plan(kept))
     messages = [pl.struct(role=pl.lit("user"), content=pl.col("prompt")),
                 pl.struct(role=pl.lit("assistant"), content=pl.col("response"))]  # fmt: skip
     if f.system_prompt:
         messages.insert(0, pl.struct(role=pl.lit("system"), content=pl.lit(f.system_prompt)))
+    relabelled = ["requested_original"] if f.relabel_length else []
     kept = kept.select(
         "id",
         messages=pl.concat_list(messages),
-        meta=pl.struct("language", "type", "words", "requested", pl.col("repetition").round(4)),
+        meta=pl.struct("language", "type", "words", "requested", pl.col("repetition").round(4), *relabelled),
     )
     reject_cols = ["id", "reason", "status", "words", "requested", "ratio", "repetition", "prompt"]
     rejects = frame.filter(pl.col("reason").is_not_null()).select(
@@ -213,6 +315,30 @@ def build_sft(documents: pl.DataFrame, filters: SFTFilters | None = None) -> tup
     if "_line" in rejects.columns:
         rejects = rejects.rename({"_line": "line"})
     return kept, rejects
+
+
+def _relabelled(frame: pl.DataFrame) -> pl.DataFrame:
+    """Hindsight relabelling: each request (``requested`` and its prompt's text) becomes the words written."""
+    written = pl.col("words") > 0
+    prompts = [
+        relabel_length(prompt, words) if prompt and words else prompt
+        for prompt, words in zip(frame["prompt"], frame["words"], strict=True)
+    ]
+    return frame.with_columns(
+        requested_original=pl.col("requested"),
+        requested=pl.when(written).then(pl.col("words")).otherwise(pl.col("requested")),
+        prompt=pl.Series(prompts, dtype=pl.String),
+    )
+
+
+def _with_plan(kept: pl.DataFrame) -> pl.Series:
+    """Each answer as its plan, a blank line, then its text (the paper's plan-augmented output)."""
+    budgets = kept["section_words"] if "section_words" in kept.columns else None
+    answers = []
+    for k, (steps, lang, text) in enumerate(zip(kept["plan_steps"], kept["language"], kept["response"], strict=True)):
+        counts = [count_words(s) for s in budgets[k]] if budgets is not None else None
+        answers.append(f"{plan_text(steps.to_list(), lang or 'en', counts)}\n\n{text}")
+    return pl.Series("response", answers, dtype=pl.String)
 
 
 @dataclass(frozen=True)
@@ -245,7 +371,8 @@ def build_sft_file(
     reasons: dict[str, int] = {}
     measures: list[pl.DataFrame] = []
     with AtomicFile(output) as out, AtomicFile(rejects) as rej:
-        for raw in iter_jsonl_batches(documents, DOCUMENT_SCHEMA, batch_rows=batch_rows):
+        schema = DOCUMENT_SCHEMA | PLAN_SCHEMA if filters is not None and filters.plan_augmented else DOCUMENT_SCHEMA
+        for raw in iter_jsonl_batches(documents, schema, batch_rows=batch_rows):
             kept, rejected = build_sft(documents_frame(raw), filters)
             kept.write_ndjson(out)
             rejected.write_ndjson(rej)
@@ -253,7 +380,9 @@ def build_sft_file(
             kept_n += kept.height
             for reason, n in rejected.group_by("reason").len().iter_rows():
                 reasons[reason] = reasons.get(reason, 0) + n
-            measures.append(kept.select("id", pl.col("meta").struct.unnest()).drop("repetition"))
+            measures.append(
+                kept.select("id", pl.col("meta").struct.unnest()).drop("repetition", "requested_original", strict=False)
+            )
             if progress is not None:
                 progress(raw.height)
     frame = pl.concat(measures) if measures else pl.DataFrame()
@@ -261,7 +390,8 @@ def build_sft_file(
 
 
 def read_documents(path: str | os.PathLike[str]) -> pl.DataFrame:
-    """A documents JSONL file (lw-core ``Document`` records) as the flat frame :func:`build_sft` takes."""
+    """A documents JSONL file (lw-core ``Document`` records, plans included) as the flat frame :func:`build_sft`
+    takes."""
     from lw_data.io import read_table
 
-    return documents_frame(read_table(path, DOCUMENT_SCHEMA))
+    return documents_frame(read_table(path, DOCUMENT_SCHEMA | PLAN_SCHEMA))
