@@ -25,6 +25,7 @@ from lw_bench.rewards import (
     repetition_reward,
 )
 from lw_bench.runner import StageResult, predict, read_judgments, read_predictions
+from lw_bench.sampling import PAPER_SAMPLING, Sampling, paper_sampling
 from lw_bench.scoring import LENGTH_RANGES, length_score_expr, length_scores, score_run
 
 __version__ = importlib.metadata.version("lw-bench")  # written once: pyproject.toml
@@ -33,10 +34,12 @@ __all__ = [
     "LENGTH_RANGES",
     "LENGTH_REWARDS",
     "LENGTH_REWARD_WEIGHTS",
+    "PAPER_SAMPLING",
     "BenchError",
     "JudgeReward",
     "JudgmentParseError",
     "RepetitionReward",
+    "Sampling",
     "StageResult",
     "compare_runs",
     "comparison_table",
@@ -50,6 +53,7 @@ __all__ = [
     "length_scores",
     "load_items",
     "load_template",
+    "paper_sampling",
     "parse_judgment",
     "predict",
     "read_judgments",
