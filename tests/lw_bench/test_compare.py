@@ -118,3 +118,34 @@ def test_cli_compare_errors(tmp_path: Path, args: list[str], code: int, message:
     result = runner.invoke(app, ["compare", *filled, "--out", str(tmp_path / "out")])
     assert result.exit_code == code, result.output
     assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
+def test_five_rows_with_cap_and_length_ratio_and_loops_marked_in_the_scatter(tmp_path: Path) -> None:
+    looping = _report("m-dpo", 1.0, 3, loop=True)
+    capped = looping.model_copy(update={"meta": {**looping.meta, "truncated": 3}})
+    runs = {
+        "base": _report("m", 0.5, 2),
+        "sft": capped,
+        "dpo": _report("m-dpo", 1.2, 4),
+        "plan-sft": None,
+        "agentwrite": _report("m", 0.9, 3, items=3),
+    }
+    table = paper_table(runs).splitlines()
+    assert table[0].startswith("| model | items | S | S_l | S_q | degenerate | at cap | words ÷ required |")
+    assert table[3].startswith("| sft | 4 / 4 |") and "| 100.0 % | 3 | 1.00 |" in table[3]
+    assert "| 0.0 % | 0 | 0.50 |" in table[2] and "| 0.0 % | 0 | 1.20 |" in table[4]
+    assert table[5].startswith("| plan-sft | missing |") and "| 0.0 % | 0 | 0.90 |" in table[6]
+    paths = compare_runs(runs, tmp_path)
+    document = json.loads(paths["json"].read_text())
+    assert document["runs"]["sft"]["at_cap"] == 3 and document["runs"]["dpo"]["words_per_required"] == 1.2
+    assert paths["png"].read_bytes().startswith(PNG_MAGIC)
+
+    from lw_bench.report import new_figure, plot_lengths
+
+    mixed = score_run(
+        [Prediction(id=f"{k}", prompt="p", response=LOOP * 50 if k % 2 else _words(200), length=200) for k in range(6)]
+    )
+    axes = new_figure(4, 4).subplots()
+    plot_lengths(axes, mixed)
+    drawn = {c.get_label(): len(c.get_offsets()) for c in axes.collections}
+    assert drawn == {"items": 3, "degenerate (repeated 4-grams > 0.3)": 3}

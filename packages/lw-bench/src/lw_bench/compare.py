@@ -1,14 +1,17 @@
-"""The comparison report: base vs SFT (vs DPO) as the paper sets them side by side, labelled by name.
+"""The comparison report: base vs SFT vs DPO (and any other labelled run) as the paper sets them side by side.
 
 Runs are passed as ``{label: report}``, so a run that is missing (``None``) is a row that says so and can never
-lend its label to another. Beside S_l stands the share of degenerate outputs (repeated-4-gram ratio above
-lw-data's filter threshold): a length bought with loops shows up there.
+lend its label to another. Beside S_l stand the share of degenerate outputs (repeated-4-gram ratio above
+lw-data's filter threshold), the outputs that ran to their token cap and the median of words ÷ required: a length
+bought with loops, or a model that does not stop, shows up there.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,25 @@ def degenerate_share(report: BenchReport, threshold: float = REPETITION_THRESHOL
     return sum(r > threshold for r in ratios) / len(ratios) if ratios else None
 
 
+def at_cap(report: BenchReport) -> int:
+    """Outputs that ended at their token cap (``finish_reason == "length"``): a model that does not stop."""
+    return int(report.meta.get("truncated", 0))
+
+
+def length_ratio(report: BenchReport) -> float | None:
+    """Median of words ÷ required over a run's outputs (None without outputs): 1 is on length, above 1 too long.
+
+    >>> from lw_core import Prediction
+    >>> from lw_bench.scoring import score_run
+    >>> run = score_run([Prediction(id=k, prompt="p", response="word " * n, length=100) for k, n in (("a", 50),
+    ...                  ("b", 80), ("c", 300))])
+    >>> length_ratio(run)
+    0.8
+    """
+    points = report.meta.get("points") or []
+    return statistics.median(y / x for x, y in points) if points else None
+
+
 def _coverage_cell(report: BenchReport) -> str:
     coverage = report.meta.get("coverage") or {}
     if coverage.get("items") is None:
@@ -55,7 +77,10 @@ def paper_table(runs: Mapping[str, BenchReport | None], *, threshold: float = RE
     """
     present = [r for r in runs.values() if r is not None]
     ranges = [g.name for g in present[0].by_length] if present else []
-    header = ["model", "items", "S", "S_l", "S_q", "degenerate", *(f"{r} {s}" for r in ranges for s in ("S_l", "S_q"))]
+    header = [
+        "model", "items", "S", "S_l", "S_q", "degenerate", "at cap", "words ÷ required",
+        *(f"{r} {s}" for r in ranges for s in ("S_l", "S_q")),
+    ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, report in runs.items():
         if report is None:
@@ -74,6 +99,8 @@ def paper_table(runs: Mapping[str, BenchReport | None], *, threshold: float = RE
                 _f(o.length_score),
                 _f(o.quality_score),
                 _pct(degenerate_share(report, threshold)),
+                str(at_cap(report)),
+                "–" if (ratio := length_ratio(report)) is None else f"{ratio:.2f}",
                 *per_range,
             ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
@@ -109,7 +136,8 @@ def render_comparison(
     source = " (lw-data's filter threshold)" if threshold == REPETITION_THRESHOLD else ""
     out.append(
         f"S = (S_l + S_q)/2 as in the paper; items: scored / in the set; degenerate: share of outputs whose "
-        f"repeated-4-gram ratio is above {threshold}{source}."
+        f"repeated-4-gram ratio is above {threshold}{source}. At cap: outputs that ran to their token cap; "
+        "words ÷ required: the median over the outputs."
     )
     judges = sorted({r.judge for r in runs.values() if r is not None and r.judge})
     if judges:
@@ -126,11 +154,16 @@ def render_comparison(
     return "\n".join(out) + "\n"
 
 
-def _scatter_png(runs: Mapping[str, BenchReport]) -> bytes:
-    figure = new_figure(5.5 * len(runs), 5.5)
-    axes = figure.subplots(1, len(runs), squeeze=False)[0]
-    for ax, (label, report) in zip(axes, runs.items(), strict=True):
-        plot_lengths(ax, report, title=f"{label}: S_l = {_f(report.overall.length_score)}")
+def _scatter_png(runs: Mapping[str, BenchReport], threshold: float) -> bytes:
+    """A panel per run (three to a row), degenerate outputs drawn with their own marker."""
+    columns = min(3, len(runs))
+    rows = math.ceil(len(runs) / columns)
+    figure = new_figure(5.5 * columns, 5.5 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False).flatten()
+    for ax, (label, report) in zip(axes, runs.items(), strict=False):
+        plot_lengths(ax, report, title=f"{label}: S_l = {_f(report.overall.length_score)}", threshold=threshold)
+    for ax in axes[len(runs) :]:
+        ax.set_axis_off()
     return png_bytes(figure)
 
 
@@ -154,6 +187,8 @@ def _summary(report: BenchReport, threshold: float) -> dict[str, Any]:
         "S_l": report.overall.length_score,
         "S_q": report.overall.quality_score,
         "degenerate_share": degenerate_share(report, threshold),
+        "at_cap": at_cap(report),
+        "words_per_required": length_ratio(report),
         "by_length": {g.name: {"n": g.n, "S_l": g.length_score, "S_q": g.quality_score} for g in report.by_length},
     }
 
@@ -169,9 +204,10 @@ def compare_runs(
 ) -> dict[str, Path]:
     """Write the comparison of labelled runs (e.g. ``{"base": r0, "sft": r1, "dpo": r2}``) to ``out_dir``.
 
-    Files, each written atomically: ``comparison.md`` (the paper-style table with the degenerate share, a caveat
-    when ``small_judge``, coverage per run, the Ruler table), ``comparison.json`` (the same figures),
-    ``comparison.png`` (required vs produced length per run, log-log, with y = x) and, when ``ruler`` holds
+    Files, each written atomically: ``comparison.md`` (the paper-style table with the degenerate share, outputs at
+    the cap and words ÷ required, a caveat when ``small_judge``, coverage per run, the Ruler table),
+    ``comparison.json`` (the same figures), ``comparison.png`` (required vs produced length per run, log-log, with
+    y = x, degenerate outputs marked) and, when ``ruler`` holds
     LongWrite-Ruler reports, ``ruler.png`` (output length per required length). Returns the paths by key.
     """
     if not runs:
@@ -191,7 +227,7 @@ def compare_runs(
     atomic_write(paths["md"], render_comparison(runs, ruler=ruler, small_judge=small_judge, threshold=threshold))
     if present:
         paths["png"] = folder / f"{name}.png"
-        atomic_write(paths["png"], _scatter_png(present))
+        atomic_write(paths["png"], _scatter_png(present, threshold))
     if ran_ruler:
         paths["ruler_png"] = folder / "ruler.png"
         atomic_write(paths["ruler_png"], _ruler_png(ran_ruler))

@@ -179,14 +179,27 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def plot_lengths(axes: Axes, report: BenchReport, *, title: str | None = None) -> None:
-    """Required vs output length on log-log axes with y = x: the paper's scatter (``eval_length.py``)."""
+def plot_lengths(axes: Axes, report: BenchReport, *, title: str | None = None, threshold: float | None = None) -> None:
+    """Required vs output length on log-log axes with y = x: the paper's scatter (``eval_length.py``).
+
+    Degenerate outputs (repeated-4-gram ratio above ``threshold``, default the report's own degenerate threshold)
+    get their own marker, so a reader sees which lengths are loops.
+    """
     points = [(x, y) for x, y in report.meta.get("points", [])]
     limit, floor = 25000.0, 50.0
     if points:
+        if threshold is None:
+            threshold = (report.meta.get("degenerate") or {}).get("threshold")
+        ratios = report.meta.get("repetition") or []
+        looping = [threshold is not None and i < len(ratios) and ratios[i] > threshold for i in range(len(points))]
+        for degenerate, marker, color, alpha in ((False, "o", "tab:red", 0.35), (True, "x", "tab:purple", 0.8)):
+            chosen = [(x, max(y, 1)) for (x, y), d in zip(points, looping, strict=True) if d == degenerate]
+            if chosen:  # an empty answer sits on the floor of the log axis
+                label = f"degenerate (repeated 4-grams > {threshold:g})" if degenerate else "items"
+                axes.scatter([x for x, _ in chosen], [y for _, y in chosen], s=60, marker=marker, c=color,
+                             alpha=alpha, label=label)  # fmt: skip
         xs = [x for x, _ in points]
-        ys = [max(y, 1) for _, y in points]  # an empty answer sits on the floor of the log axis
-        axes.scatter(xs, ys, s=60, c="tab:red", alpha=0.35, label="items")
+        ys = [max(y, 1) for _, y in points]
         limit = max(limit, *xs, *ys)
         floor = min(floor, min(ys) / 1.5)
     axes.plot([1, limit], [1, limit], "k--", label="y = x")
