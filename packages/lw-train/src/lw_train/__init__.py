@@ -1,4 +1,4 @@
-"""lw-train: packed SFT and DPO for long-output models (best-fit packing, padding-free collators, loss weighting).
+"""lw-train: packed SFT, DPO and GRPO for long-output models (best-fit packing, padding-free collators, loss weighting).
 
 ``lw_train.packing``, the configs and the errors are importable without torch; everything that needs torch is
 imported on first use, so ``import lw_train`` stays cheap for data pipelines.
@@ -10,7 +10,7 @@ import importlib
 import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
-from .config import DPOConfig, SFTConfig
+from .config import DPOConfig, GRPOConfig, RewardSpec, SFTConfig
 from .errors import CollatorError, ConfigError, LossError, PackingError, TokenizationError, TrainError
 from .packing import pack, pack_fill
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the lazy exports below, typed for type checkers
     from .attention import segment_attention, use_segment_attention
     from .collators import BinDataset, PackedCollator, PaddedCollator
     from .dpo import train_dpo
+    from .grpo import PolicyRollout, train_grpo
     from .loss import TargetCounts, chunked_cross_entropy, count_targets, lm_loss, model_loss
     from .sft import train_sft
     from .tokenization import TokenizedChats, tokenize_chats
@@ -29,10 +30,13 @@ __all__ = [
     "CollatorError",
     "ConfigError",
     "DPOConfig",
+    "GRPOConfig",
     "LossError",
     "PackedCollator",
     "PackingError",
     "PaddedCollator",
+    "PolicyRollout",
+    "RewardSpec",
     "SFTConfig",
     "TargetCounts",
     "TokenizationError",
@@ -48,6 +52,7 @@ __all__ = [
     "segment_attention",
     "tokenize_chats",
     "train_dpo",
+    "train_grpo",
     "train_sft",
     "use_segment_attention",
 ]
@@ -60,6 +65,8 @@ _LAZY = {
     "PackedCollator": "collators",
     "PaddedCollator": "collators",
     "train_dpo": "dpo",
+    "PolicyRollout": "grpo",
+    "train_grpo": "grpo",
     "TargetCounts": "loss",
     "chunked_cross_entropy": "loss",
     "count_targets": "loss",

@@ -1,4 +1,4 @@
-"""The `lw-train` command line: packed SFT and DPO from a config file, and bin planning for an SFT file."""
+"""The `lw-train` command line: packed SFT, DPO and GRPO from a config file, and bin planning for an SFT file."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from typing import Annotated, Literal
 
 import typer
 from lw_core.cli import new_app, user_errors
+from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 
+from lw_train.config import GRPOConfig, RewardSpec
 from lw_train.packing import Strategy
 
 app = new_app(
-    "lw-train", "lw-train: packed SFT and DPO for long-output models (configs in recipes/), and bin planning."
+    "lw-train", "lw-train: packed SFT, DPO and GRPO for long-output models (configs in recipes/), and bin planning."
 )
 console = Console(stderr=True, soft_wrap=True)
 
@@ -85,6 +88,31 @@ def dpo(config: ConfigOption, set_: SetOption = None, resume: ResumeOption = Fal
     from lw_train import DPOConfig, train_dpo
 
     result = train_dpo(DPOConfig.from_file(config, _settings(set_, resume)))
+    console.print(f"model: {result.output_dir}")
+
+
+def _keys(model: type[BaseModel]) -> str:
+    """Every key of a config model with its default and description, for a command's --help."""
+    lines = []
+    for name, field in model.model_fields.items():
+        value = field.get_default(call_default_factory=True)
+        shown = [v.model_dump(exclude_none=True) for v in value] if isinstance(value, list) else value
+        default = "required" if field.is_required() else f"default {json.dumps(shown, default=str)}"
+        lines.append(escape(f"{name} ({default}): {field.description or ''}".rstrip(": ")))
+    return "\n\n".join(lines)
+
+
+@app.command(
+    help="GRPO (TRL's GRPOTrainer) on lw Instruction prompts with rewards named by import string (default: "
+    "lw-bench's length and repetition rewards); the final model is written to output_dir with summary.json, "
+    "log.jsonl (reward parts, completion lengths, degenerate share per step), completions.jsonl and rewards.png."
+    "\n\nConfig keys:\n\n" + _keys(GRPOConfig) + "\n\nEach entry of rewards: " + _keys(RewardSpec).replace("\n\n", "; ")
+)
+@user_errors
+def grpo(config: ConfigOption, set_: SetOption = None, resume: ResumeOption = False) -> None:
+    from lw_train import train_grpo
+
+    result = train_grpo(GRPOConfig.from_file(config, _settings(set_, resume)))
     console.print(f"model: {result.output_dir}")
 
 

@@ -47,24 +47,24 @@ class _TrainConfig(_Strict):
     model: str = Field(description="model folder, hub id (org/name), .gguf file or 'smollm2-135m-instruct'")
     data: Path = Field(description="training records: JSONL or parquet")
     output_dir: Path = Field(description="the final model lands here; checkpoints in output_dir/checkpoints")
-    learning_rate: float = Field(1e-5, gt=0)
-    epochs: float = Field(4.0, gt=0)
+    learning_rate: float = Field(1e-5, gt=0, description="peak learning rate (AdamW)")
+    epochs: float = Field(4.0, gt=0, description="passes over the data (max_steps > 0 overrides)")
     max_steps: int = Field(-1, description="optimizer steps; > 0 overrides epochs")
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = Field(0.03, ge=0.0, le=1.0)
-    weight_decay: float = Field(0.1, ge=0.0)
-    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0)
-    adam_beta2: float = Field(0.95, ge=0.0, lt=1.0)
-    max_grad_norm: float = Field(1.0, ge=0.0)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    seed: int = 42
-    gradient_checkpointing: bool = False
+    lr_scheduler: str = Field("cosine", description="transformers' scheduler name: cosine, linear, constant, ...")
+    warmup_ratio: float = Field(0.03, ge=0.0, le=1.0, description="share of the steps spent warming the rate up")
+    weight_decay: float = Field(0.1, ge=0.0, description="AdamW weight decay")
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0, description="AdamW beta1")
+    adam_beta2: float = Field(0.95, ge=0.0, lt=1.0, description="AdamW beta2")
+    max_grad_norm: float = Field(1.0, ge=0.0, description="gradient clipping norm (0: off)")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-steps summed into one optimizer step")
+    seed: int = Field(42, description="seed of data order, initialisation and sampling")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory")
     dtype: Dtype = Field("auto", description="compute precision (autocast); auto: bfloat16 on CUDA, else float32")
-    lora: LoraSettings | None = None
-    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    save_steps: int = Field(500, ge=1)
+    lora: LoraSettings | None = Field(None, description="LoRA adapters {r, alpha, dropout, target_modules}; none: full")
+    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="share of the records held out for evaluation")
+    save_steps: int = Field(500, ge=1, description="optimizer steps between checkpoints")
     save_total_limit: int | None = Field(2, ge=2, description=">= 2: a kill during a save keeps the previous one")
-    logging_steps: int = Field(1, ge=1)
+    logging_steps: int = Field(1, ge=1, description="optimizer steps between log.jsonl lines")
     resume: bool = Field(False, description="continue from the last complete checkpoint in output_dir")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     trust_remote_code: bool = Field(
@@ -197,7 +197,7 @@ class GRPOConfig(_TrainConfig):
     data: Path = Field(
         description="prompts: lw Instruction records (JSONL or parquet) with 'prompt' and the required 'length'"
     )
-    learning_rate: float = Field(1e-6, gt=0)
+    learning_rate: float = Field(1e-6, gt=0, description="peak learning rate (AdamW; TRL's GRPO default)")
     epochs: float = Field(1.0, gt=0, description="passes over the prompts (max_steps > 0 overrides)")
     rewards: list[RewardSpec] = Field(
         default_factory=lambda: [RewardSpec.model_validate(r) for r in DEFAULT_REWARDS],
@@ -238,8 +238,6 @@ class GRPOConfig(_TrainConfig):
     save_completions: bool = Field(
         True, description="append every rollout (step, id, required length, words, text) to completions.jsonl"
     )
-
-
 
 
 def _read(path: Path) -> dict[str, Any]:
