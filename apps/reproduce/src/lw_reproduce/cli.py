@@ -84,6 +84,8 @@ def _dry_run(cfg: object, stages: list[str]) -> None:
     plan = dry_run(cfg)
     _say(f"profile {cfg.profile} ({cfg.purpose}), run folder name {cfg.name!r}, config hash {cfg.digest()}")
     _say(f"stages: {' → '.join(stages)}")
+    for line in plan.resolved:
+        _say(line)
     _say(f"token counts: {plan.counter}")
     _say(plan.table())
     for check in plan.checks:

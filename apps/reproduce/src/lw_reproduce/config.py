@@ -92,10 +92,20 @@ class DataSection(_Section):
 
 
 class TrainSection(_Section):
-    """Supervised fine-tuning with lw-train; ``settings`` are :class:`lw_train.SFTConfig` fields."""
+    """Supervised fine-tuning with lw-train; ``settings`` are :class:`lw_train.SFTConfig` fields.
+
+    One process with ``distributed = "ddp"`` trains in this process; anything else is ``accelerate launch`` of
+    ``processes`` processes (one per GPU) with ``distributed``'s settings (``lw_train.launch``).
+    """
 
     enabled: bool = True
     settings: dict[str, Any] = Field(default_factory=dict, description="SFTConfig fields (model, data, output_dir set)")
+    processes: int = Field(1, ge=1, description="training processes, one per GPU; more than 1: accelerate launch")
+    distributed: Literal["ddp", "deepspeed-zero3", "fsdp2"] = Field(
+        "ddp",
+        description="ddp: data parallel; deepspeed-zero3: THUDM/LongWriter's stage3.json (CPU offload, needs "
+        "deepspeed); fsdp2: PyTorch FSDP2. Anything but ddp on one process also goes through accelerate launch",
+    )
     export_outtype: Literal["f32", "f16", "bf16", "q8_0"] = Field("f16", description="GGUF export of base and SFT")
 
 
@@ -113,6 +123,11 @@ class BenchSection(_Section):
     temperature: float = 0.5
     top_p: float | None = 0.8
     sampling: dict[str, Any] = Field(default_factory=dict, description="server sampling, same for every model")
+    model_sampling: Literal["fixed", "paper"] = Field(
+        "fixed",
+        description="fixed: temperature, top_p and sampling above; paper: temperature, top_p and top_k of the "
+        "student's family as the released pred.py samples it (lw_bench.PAPER_SAMPLING), sampling added on top",
+    )
     judge: Literal["paper", "lw"] = "paper"
     judge_max_tokens: int | None = Field(None, ge=16, description="judge reply cap (default: the judge preset's)")
     judge_retries: int = Field(4, ge=0, description="re-asks of an unreadable judge reply (the paper: 4, 5 tries)")

@@ -19,6 +19,7 @@ from lw_core import DataFileError, count_words, data_file
 
 from lw_reproduce.config import Endpoint, ReproduceConfig
 from lw_reproduce.pipeline import load_instructions
+from lw_reproduce.resolve import describe
 
 #: USD per million (input, output) tokens, OpenAI list prices as published in 2024–2025.
 PRICES: dict[str, tuple[float, float]] = {
@@ -61,6 +62,7 @@ class DryRun:
     lines: list[Line] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
     counter: str = ""
+    resolved: list[str] = field(default_factory=list)
 
     def table(self) -> str:
         rows = [
@@ -85,14 +87,17 @@ def dry_run(
     *,
     train_tokens_per_gpu_s: float = 3000.0,
     generate_tokens_per_gpu_s: float = 1500.0,
-    gpus: int = 8,
+    gpus: int | None = None,
 ) -> DryRun:
     """Estimate every enabled stage of ``config`` and check what can be checked offline.
 
     ``train_tokens_per_gpu_s`` and ``generate_tokens_per_gpu_s`` are assumptions (an 8–9B model, bf16,
-    FlashAttention, H100-class GPU; SGLang batch decoding): they turn tokens into GPU hours.
+    FlashAttention, H100-class GPU; SGLang batch decoding): they turn tokens into GPU hours. Training runs on
+    ``gpus`` GPUs (default: the train stage's ``processes``). ``resolved`` lists the launcher, packing, prompt
+    formats and sampling the run will use.
     """
-    result = DryRun()
+    result = DryRun(resolved=describe(config))
+    gpus = gpus or config.train.processes
     counter, result.counter = _counter(config.teacher)
     instructions = load_instructions(config)
     lengths = [i.length or 0 for i in instructions]
@@ -149,7 +154,7 @@ def dry_run(
         line.gpu_hours = _gpu_hours(config.student, tokens, train_tokens_per_gpu_s)
         line.note = f"{epochs:g} epochs over ~{int(kept):,} tokens"
         if line.gpu_hours is not None:
-            line.note += f" on {gpus} GPUs: {line.gpu_hours / gpus:,.1f} h"
+            line.note += f" on {gpus} GPU{'s' if gpus > 1 else ''}: {line.gpu_hours / gpus:,.1f} h"
         result.lines.append(line)
     if config.dpo.enabled and config.train.enabled:
         n = min(config.dpo.instructions, len(instructions)) * config.dpo.samples
@@ -253,11 +258,19 @@ def _checks(config: ReproduceConfig) -> list[str]:
         except DataFileError:
             found.append(f"{name}: not in LW_DATA_DIR or the cache yet (downloaded, pinned, at the first run)")
     backends = {config.student.backend, *(e.backend for e in (config.teacher, config.judge) if not e.base_url)}
-    if "sglang" in backends and importlib.util.find_spec("sglang") is None:
+    if "sglang" in backends and not _installed("sglang"):
         found.append("sglang is not installed here: install lw-serve[sglang] on the GPU machine")
+    if config.train.enabled and config.train.distributed == "deepspeed-zero3" and not _installed("deepspeed"):
+        found.append(
+            "deepspeed is not installed here: train.distributed = 'deepspeed-zero3' needs it on the GPU machine"
+        )
     if config.student.backend == "sglang":
         import shutil
 
         if shutil.which("nvidia-smi") is None:
             found.append("no NVIDIA GPU visible here: the student stages need the GPU machine")
     return found
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None

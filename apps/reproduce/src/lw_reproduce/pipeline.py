@@ -47,6 +47,7 @@ from lw_core import (
     write_jsonl,
 )
 
+from lw_reproduce import resolve
 from lw_reproduce.config import BenchSection, ReproduceConfig
 from lw_reproduce.endpoints import Endpoints
 from lw_reproduce.errors import PipelineError
@@ -281,7 +282,8 @@ class _Pipeline:
         out = self.run.stage(stage)
         student = self.config.student
         model, backend = self._student_model(folder, label)
-        client = self.endpoints.client(student, model=model, name=f"lw-{label}", sampling=bench.sampling)
+        temperature, top_p, sampling = resolve.bench_sampling(self.config)
+        client = self.endpoints.client(student, model=model, name=f"lw-{label}", sampling=sampling)
         judge_client = self.endpoints.client(self.config.judge)
         summary: dict[str, Any] = {"model": label}
         sets = [("longbench", bench.dataset, self._items(bench))]
@@ -293,8 +295,8 @@ class _Pipeline:
             with _Progress(self.say, f"{stage} {name} predictions", len(items)) as progress:
                 for cap, group in _token_caps(items, bench, student.context_length):
                     await predict(
-                        client, group, predictions_path, max_tokens=cap, temperature=bench.temperature,
-                        top_p=bench.top_p, concurrency=student.concurrency, on_record=lambda _: progress.advance(),
+                        client, group, predictions_path, max_tokens=cap, temperature=temperature,
+                        top_p=top_p, concurrency=student.concurrency, on_record=lambda _: progress.advance(),
                     )  # fmt: skip
             predictions = [p for p in read_predictions(predictions_path) if p.id in {i.id for i in items}]
             if name == "longbench":
@@ -345,16 +347,9 @@ class _Pipeline:
 
     # -- 5. train -----------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
-        from lw_train import SFTConfig, train_sft
-
-        settings = {
-            **self.config.train.settings,
-            "model": self._base_folder(),
-            "data": str(self.run.root / "data" / "train.jsonl"),
-            "output_dir": str(self.run.stage("train") / "model"),
-            "resume": True,
-        }
-        result = train_sft(SFTConfig.validated(settings))
+        data, output_dir = self.run.root / "data" / "train.jsonl", self.run.stage("train") / "model"
+        sft = resolve.sft_config(self.config, model=self._base_folder(), data=data, output_dir=output_dir)
+        result = resolve.train(self.config, sft)  # in this process, or `accelerate launch` of train.processes
         return {"model": str(result.output_dir), **result.summary}
 
     # -- 7. dpo -------------------------------------------------------------------------------
