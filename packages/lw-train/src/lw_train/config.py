@@ -27,7 +27,7 @@ Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 PromptFormat = Literal["template", "llama-inst", "glm4", "longwriter"]
 #: ``grouped`` (ours): steps of similar-size bins, reshuffled every epoch; ``original``: THUDM/LongWriter's order.
 Order = Literal["grouped", "original"]
-Attention = Literal["auto", "segments", "sdpa", "eager", "flash_attention_2"]
+Attention = Literal["auto", "segments", "sdpa", "eager", "flash_attention_2", "flex", "varlen"]
 
 
 class _Strict(BaseModel):
@@ -133,7 +133,11 @@ class SFTConfig(_TrainConfig):
         "family uses. The final model's chat template is set to the format, so servers prompt it as it was trained",
     )
     attention: Attention = Field(
-        "auto", description="auto: FlashAttention-2 varlen on CUDA if installed, else sdpa (block mask); CPU: segments"
+        "auto",
+        description="auto: FlashAttention-2 varlen on CUDA if installed, else the fastest path measured on CUDA "
+        "(sdpa with the block mask until flex/varlen are measured); CPU: segments. flex: torch's compiled flex "
+        "attention with a document-causal block mask; varlen: torch's FlashAttention varlen kernels (torch >= 2.9, "
+        "bf16); both CUDA only",
     )
     pad_to_multiple_of: int | None = Field(64, ge=1)
     loss_chunk_size: int = Field(1024, ge=1)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,13 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from . import _run
-from .attention import use_segment_attention
+from .attention import (
+    PACKED_ATTENTIONS,
+    use_flex_attention,
+    use_segment_attention,
+    use_varlen_attention,
+    varlen_available,
+)
 from .collators import BinDataset, PackedCollator
 from .config import Attention, SFTConfig
 from .data import read_sft_records
@@ -347,12 +353,16 @@ def _load_model(config: SFTConfig, folder: str) -> Any:
 
     attention = config.attention
     if attention == "auto":
-        attention = _auto_attention(torch.cuda.is_available(), _has_flash_attention())
+        attention, why = _auto_attention(torch.cuda.is_available(), _has_flash_attention(), varlen_available())
+        log.info("attention: auto picked %r (%s)", attention, why)
+    else:
+        _check_attention(config, attention)
+        log.info("attention: %r, as configured", attention)
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(
             folder,
             dtype=torch.float32,
-            attn_implementation="sdpa" if attention == "segments" else attention,
+            attn_implementation="sdpa" if attention in _SWITCHED_FROM_SDPA else attention,
             trust_remote_code=config.trust_remote_code,
         )
     except (OSError, ValueError) as error:
@@ -360,8 +370,8 @@ def _load_model(config: SFTConfig, folder: str) -> Any:
         if problem is None:
             raise
         raise problem from None
-    if attention == "segments":
-        use_segment_attention(model)
+    if attention in _SWITCHED_FROM_SDPA:
+        _SWITCHED_FROM_SDPA[attention](model)
     model.config.use_cache = False
     if config.lora is not None:
         from peft import LoraConfig, get_peft_model
@@ -380,17 +390,67 @@ def _load_model(config: SFTConfig, folder: str) -> Any:
     return model
 
 
-def _auto_attention(cuda: bool, flash: bool) -> Attention:
-    """FlashAttention-2 varlen on CUDA when installed; else sdpa with the block-diagonal mask on CUDA, and per-segment
-    sdpa on the CPU. Measured on an H200 (bf16, 316 M-parameter Llama, 16k-token rows): per-segment attention ran at
-    0.26x the masked sdpa (many small launches and a host sync per layer); on 2 CPU cores it is 1.3x faster.
+#: lw-train's own attention paths for packed rows (``lw_train.attention``): the model loads with sdpa, then switches.
+_SWITCHED_FROM_SDPA: dict[str, Callable[[Any], Any]] = {
+    "segments": use_segment_attention,
+    "flex": use_flex_attention,
+    "varlen": use_varlen_attention,
+}
 
-    >>> _auto_attention(cuda=True, flash=False), _auto_attention(cuda=False, flash=False)
+#: Packed-row training throughput on CUDA without flash-attn, as a multiple of sdpa with the block-diagonal mask:
+#: ``benchmarks/train_throughput_cuda.py`` on an H200 (bf16, 316 M-parameter Llama, 16k-token rows, 2026-11-27).
+#: ``auto`` picks the fastest path with a figure here. flex and varlen have none yet (the GPU measurement is
+#: pending: ``benchmarks/gpu_check.sh``), so ``auto`` does not pick them until one is written here.
+_CUDA_SPEED_VS_MASKED_SDPA: dict[Attention, float | None] = {
+    "sdpa": 1.0,
+    "segments": 0.26,
+    "flex": None,
+    "varlen": None,
+}
+
+
+def _auto_attention(cuda: bool, flash: bool, varlen: bool = False) -> tuple[Attention, str]:
+    """The attention ``auto`` picks, and why (logged). On the CPU per-segment sdpa, 1.3x the masked sdpa on 2 cores;
+    on CUDA FlashAttention-2 varlen when flash-attn is installed, else the fastest path measured on CUDA
+    (``_CUDA_SPEED_VS_MASKED_SDPA``; ``varlen`` says whether this torch has torch's varlen attention).
+
+    >>> _auto_attention(cuda=True, flash=False)[0], _auto_attention(cuda=False, flash=False)[0]
     ('sdpa', 'segments')
     """
-    if cuda:
-        return "flash_attention_2" if flash else "sdpa"
-    return "segments"
+    if not cuda:
+        return "segments", "on the CPU per-segment sdpa measured 1.3x the masked sdpa"
+    if flash:
+        return "flash_attention_2", "flash-attn is installed: FlashAttention-2 varlen"
+    measured = {
+        name: speed
+        for name, speed in _CUDA_SPEED_VS_MASKED_SDPA.items()
+        if speed is not None and (name != "varlen" or varlen)
+    }
+    best = max(measured, key=lambda name: measured[name])
+    why = f"the fastest measured on CUDA, {measured[best]:.2f}x the masked sdpa"
+    unmeasured = [name for name, speed in _CUDA_SPEED_VS_MASKED_SDPA.items() if speed is None]
+    return best, why + (f"; not measured on CUDA yet: {', '.join(unmeasured)}" if unmeasured else "")
+
+
+def _check_attention(config: SFTConfig, attention: Attention) -> None:
+    """flex and varlen train on CUDA only: say so before any training starts."""
+    if attention not in ("flex", "varlen"):
+        return
+    where = config.where("attention")
+    if not torch.cuda.is_available():
+        kernel = "flex attention has no backward on the CPU" if attention == "flex" else "its kernels are CUDA's"
+        raise ConfigError(
+            f"{where}: attention={attention!r} trains on a CUDA GPU only ({kernel}); use 'auto' (segments here)"
+        )
+    if attention == "varlen" and not varlen_available():
+        raise ConfigError(
+            f"{where}: attention='varlen' needs torch >= 2.9 (torch.nn.attention.varlen); this is torch "
+            f"{torch.__version__}: use 'flex' or 'auto'"
+        )
+    if attention == "varlen" and config.dtype == "float32":
+        raise ConfigError(
+            f"{where}: attention='varlen' runs bf16/fp16 kernels only; set dtype='bfloat16' or use 'flex'"
+        )
 
 
 def _has_flash_attention() -> bool:
@@ -405,7 +465,7 @@ def _save_final(trainer: PackedTrainer, config: SFTConfig, tokenizer: Any) -> An
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     vars(base).pop("forward", None)  # drop lw-train's loss forward (and accelerate's wrapper of it)
     base.config.use_cache = True
-    if base.config._attn_implementation == "lw_segments":
+    if base.config._attn_implementation in PACKED_ATTENTIONS:  # servers and generate() get sdpa back
         base.set_attn_implementation("sdpa")
     if config.lora is None:
         trainer.save_model(str(config.output_dir))
