@@ -31,6 +31,13 @@ def test_the_paper_profile_trains_with_the_released_packing_order_loss_and_forma
     assert sft.model_dump(exclude=RUN_FIELDS) == recipe, "the profile and recipes/longwriter-sft.toml disagree"
 
 
+def test_the_paper_profile_keeps_what_the_released_agentwrite_keeps():
+    """agentwrite/write.py keeps a section cut at its 4096-token cap (it drops only empty replies, lines 75-83)."""
+    config = _paper()
+    assert config.agentwrite.preset == "paper" and config.data.keep_truncated
+    assert config.data.min_words == 2000  # LongWriter-6k: outputs of 2k-32k words
+
+
 def test_the_paper_profile_dpo_settings_are_the_dpo_recipe():
     settings = {"model": "m", "data": "d.jsonl", "output_dir": "o", **_paper().dpo.settings}
     profile = DPOConfig.validated(settings).model_dump(exclude=RUN_FIELDS)
