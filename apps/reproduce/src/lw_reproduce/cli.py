@@ -88,6 +88,9 @@ def _dry_run(cfg: object, stages: list[str]) -> None:
         _say(line)
     _say(f"token counts: {plan.counter}")
     _say(plan.table())
+    if plan.minutes:
+        _say("minutes on a 2-core CPU (the embedded model's measured rates; other machines and models differ):")
+        _say(plan.minutes_table())
     for check in plan.checks:
         console.print(f"[yellow]check:[/yellow] {escape(check)}", highlight=False, soft_wrap=True)
     _say("nothing was run (--dry-run)")

@@ -87,6 +87,10 @@ class DataSection(_Section):
     strip_task_talk: bool = Field(
         False, description="cut sentences in which a teacher talks about its task, e.g. a rewrite (ours)"
     )
+    strip_headings: bool = Field(False, description="remove section headings from the answers (ours)")
+    relabel_length: bool = Field(
+        False, description="hindsight relabelling: each instruction asks for the words its answer has (ours)"
+    )
     long_fraction: float = Field(1.0, gt=0, le=1, description="share of long-writing records in the training mix")
     seed: int = 0
 
@@ -137,15 +141,54 @@ class BenchSection(_Section):
 
 
 class DPOSection(_Section):
-    """The paper's DPO stage: sampled answers of the SFT model, judged, paired (best vs random other), DPO."""
+    """The paper's DPO stage: answers sampled from the SFT model on the benchmark's backend and sampling, scored
+    (length and judge), paired (the best vs a random other), DPO with lw-train, benchmarked as its own row.
+
+    The defaults are the paper's; ``length_measure = "loop_free"``, ``judge = false``, ``rejected = "worst"``,
+    ``start = "base"`` and ``rounds = 2`` are ours, the levers of issue 27.
+    """
 
     enabled: bool = False
     seed: int = 0
-    samples: int = Field(4, ge=2, description="answers sampled per instruction")
-    instructions: int = Field(64, ge=1, description="instructions sampled from the training set")
+    samples: int = Field(4, ge=2, description="answers sampled per instruction (the paper: 4)")
+    instructions: int = Field(
+        64, ge=1, description="instructions sampled, the run's first (after max_required): at most a pair each"
+    )
+    max_required: int | None = Field(None, ge=1, description="only instructions requiring at most this length")
+    tokens_per_required_word: float | None = Field(
+        None, gt=0, description="token cap per required word of a sample (default: the benchmark's)"
+    )
+    judge: bool = Field(True, description="judge the samples and weigh S_q in (false: the length score alone)")
+    length_weight: float = Field(0.5, ge=0, le=1, description="weight of S_l against the judge's S_q (the paper: 0.5)")
+    length_measure: Literal["words", "loop_free"] = Field(
+        "words", description="words: S_l of every word (the paper's); loop_free: of the words before a loop starts"
+    )
+    rejected: Literal["random", "worst"] = Field(
+        "random", description="random: a seeded other sample (the paper's); worst: the lowest score"
+    )
+    start: Literal["sft", "base"] = Field("sft", description="DPO of the SFT model (the paper's) or of the base model")
+    rounds: int = Field(1, ge=1, le=2, description="2: once more on the DPO model's own samples")
     general_pairs: Path | None = Field(None, description="general preference pairs to mix in (JSONL)")
     long_fraction: float = Field(1.0, gt=0, le=1)
     settings: dict[str, Any] = Field(default_factory=dict, description="DPOConfig fields")
+
+
+class PlanSFTSection(_Section):
+    """The paper's plan-augmented variant: SFT (``train.settings``) on the same documents with answers that write
+    the AgentWrite plan first, benchmarked as its own row on the text after the plan."""
+
+    enabled: bool = False
+
+
+class AgentWriteBenchSection(_Section):
+    """AgentWrite at inference, a reference row: the base model answers the benchmark items through AgentWrite
+    (plan, then sections) on the student's backend, sampling and judge."""
+
+    enabled: bool = False
+    preset: Literal["paper", "lw", "small"] | None = Field(
+        None, description="AgentWrite preset (default: agentwrite's)"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="AgentWrite fields over the preset's")
 
 
 class ReproduceConfig(_Section):
@@ -163,6 +206,8 @@ class ReproduceConfig(_Section):
     train: TrainSection = Field(default_factory=TrainSection)
     bench: BenchSection = Field(default_factory=BenchSection)
     dpo: DPOSection = Field(default_factory=DPOSection)
+    plan_sft: PlanSFTSection = Field(default_factory=PlanSFTSection)
+    agentwrite_bench: AgentWriteBenchSection = Field(default_factory=AgentWriteBenchSection)
 
     @field_validator("student")
     @classmethod

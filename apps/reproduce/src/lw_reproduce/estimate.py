@@ -4,7 +4,8 @@ Teacher and judge tokens are counted on the real prompts (the instructions the r
 of its AgentWrite preset and judge), with tiktoken's encoding for OpenAI models when it is available (it downloads
 its vocabulary once; offline, counts fall back to a stated tokens-per-word rate). Outputs are estimated from the
 required lengths. Cost uses list prices per million tokens (:data:`PRICES`, dated); GPU hours use a stated training
-and generation throughput per GPU, which you should replace with your own measurement.
+and generation throughput per GPU, which you should replace with your own measurement. On a CPU with llama.cpp,
+:func:`cpu_minutes` gives each stage's minutes from the rates the ``cpu`` profile measured on 2 cores.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from lw_core import DataFileError, count_words, data_file
 
 from lw_reproduce.config import Endpoint, ReproduceConfig
-from lw_reproduce.pipeline import load_instructions
+from lw_reproduce.pipeline import STAGES, load_instructions, stage_enabled
 from lw_reproduce.resolve import describe
 
 #: USD per million (input, output) tokens, OpenAI list prices as published in 2024–2025.
@@ -40,6 +41,20 @@ PLAN_LINE_TOKENS = 45
 #: A judge's reply: a short analysis and six scores.
 JUDGE_REPLY_TOKENS = 350
 
+#: Rates of the ``cpu`` profile on a 2-core CPU, embedded 135M model on llama.cpp with 4 slots (docs/results.md):
+#: student tokens a second, judging included (bench_base: 52,420 tokens in 26.1 min; bench_sft: 81,203 in 39.5).
+CPU_STUDENT_TOKENS_PER_S = 34.0
+#: Output tokens ÷ (required words × TOKENS_PER_WORD): the base model stops early (1.16), a trained one runs long (1.8).
+BASE_OUTPUT, TRAINED_OUTPUT = 1.16, 1.8
+#: AgentWrite's teacher (``small`` preset): 82,000 words in ~66 min.
+CPU_TEACHER_WORDS_PER_MIN = 1240.0
+#: AgentWrite at inference on 40 LongBench-Write items (27,850 required words): 28 min, judging not included.
+CPU_AGENTWRITE_MIN_PER_WORD = 28 / 27_850
+#: lw-train's train_sft (4,096-token packed rows): 132 trained tokens a second.
+CPU_SFT_TOKENS_PER_S = 132.0
+#: TRL's DPOTrainer: ~20 s a step for 2 pairs of ~320 tokens, policy and reference (FACTS.md).
+CPU_DPO_TOKENS_PER_S = 64.0
+
 
 @dataclass
 class Line:
@@ -56,10 +71,21 @@ class Line:
 
 
 @dataclass
+class StageTime:
+    """A stage's estimated minutes on the CPU the ``cpu`` profile was measured on, and whether it is switched on."""
+
+    stage: str
+    enabled: bool
+    minutes: float
+    basis: str
+
+
+@dataclass
 class DryRun:
     """The estimate and the checks of a dry run."""
 
     lines: list[Line] = field(default_factory=list)
+    minutes: list[StageTime] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
     counter: str = ""
     resolved: list[str] = field(default_factory=list)
@@ -79,6 +105,16 @@ class DryRun:
         total_cost = sum(line.cost_usd or 0.0 for line in self.lines)
         total_hours = sum(line.gpu_hours or 0.0 for line in self.lines)
         rows.append(f"| **total** | | | | | {total_cost:,.2f} | {total_hours:,.1f} | |")
+        return "\n".join(rows)
+
+    def minutes_table(self) -> str:
+        """The stages with their estimated minutes; switched-off ones are listed with how to switch them on."""
+        rows = ["| stage | runs | minutes | basis |", "| --- | --- | ---: | --- |"]
+        for time_ in self.minutes:
+            runs = "yes" if time_.enabled else f"off ({_SWITCHES.get(time_.stage, 'see the profile')})"
+            rows.append(f"| {time_.stage} | {runs} | {time_.minutes:,.0f} | {time_.basis} |")
+        total = sum(t.minutes for t in self.minutes if t.enabled)
+        rows.append(f"| **total of the stages that run** | | {total:,.0f} ({total / 60:.1f} h) | |")
         return "\n".join(rows)
 
 
@@ -128,7 +164,7 @@ def dry_run(
     )
 
     items, ruler = _bench_lengths(config)
-    models = 1 + config.train.enabled + (config.dpo.enabled and config.train.enabled)
+    models = sum(stage_enabled(config, s) for s in STAGES if s.startswith("bench_"))
     bench_out = sum(min(config.bench.max_tokens, math.ceil(x * TOKENS_PER_WORD)) for x in items + ruler)
     student = Line(
         "benchmarks", _who(config.student), calls=models * len(items + ruler), output_tokens=models * bench_out
@@ -156,18 +192,94 @@ def dry_run(
         if line.gpu_hours is not None:
             line.note += f" on {gpus} GPU{'s' if gpus > 1 else ''}: {line.gpu_hours / gpus:,.1f} h"
         result.lines.append(line)
-    if config.dpo.enabled and config.train.enabled:
-        n = min(config.dpo.instructions, len(instructions)) * config.dpo.samples
-        out = sum(math.ceil(x * TOKENS_PER_WORD) for x in lengths[: config.dpo.instructions]) * config.dpo.samples
+    rounds = sum(stage_enabled(config, s) for s in ("dpo_data", "dpo2_data"))
+    if rounds:
+        dpo_lengths = _dpo_lengths(config, lengths)
+        n = len(dpo_lengths) * config.dpo.samples * rounds
+        out = sum(math.ceil(x * TOKENS_PER_WORD) for x in dpo_lengths) * config.dpo.samples * rounds
         sampled = Line("dpo samples", _who(config.student), calls=n, output_tokens=out)
         sampled.gpu_hours = _gpu_hours(config.student, out, generate_tokens_per_gpu_s)
+        sampled.note = f"{rounds} round(s)"
         result.lines.append(sampled)
-        judge_dpo = sum(judge_template + math.ceil(x * TOKENS_PER_WORD) for x in lengths[: config.dpo.instructions])
-        result.lines.append(
-            _priced("dpo judge", config.judge, n, judge_dpo * config.dpo.samples, n * JUDGE_REPLY_TOKENS,
-                    generate_tokens_per_gpu_s)
-        )  # fmt: skip
+        if config.dpo.judge:
+            judge_dpo = sum(judge_template + math.ceil(x * TOKENS_PER_WORD) for x in dpo_lengths)
+            result.lines.append(
+                _priced("dpo judge", config.judge, n, judge_dpo * config.dpo.samples * rounds,
+                        n * JUDGE_REPLY_TOKENS, generate_tokens_per_gpu_s)
+            )  # fmt: skip
+    if config.student.backend == "llamacpp":
+        result.minutes = cpu_minutes(config, lengths, items + ruler)
     return result
+
+
+#: How to switch on a stage that is off (for the dry run's stage table).
+_SWITCHES = {
+    "train": "train.enabled", "bench_sft": "train.enabled", "bench_agentwrite": "agentwrite_bench.enabled",
+    "train_plan": "plan_sft.enabled", "bench_plan": "plan_sft.enabled", "dpo_data": "dpo.enabled",
+    "dpo": "dpo.enabled", "bench_dpo": "dpo.enabled", "dpo2_data": "dpo.rounds = 2", "dpo2": "dpo.rounds = 2",
+    "bench_dpo2": "dpo.rounds = 2",
+}  # fmt: skip
+
+
+def cpu_minutes(config: ReproduceConfig, lengths: list[int], bench_lengths: list[int]) -> list[StageTime]:
+    """Every stage's minutes on the 2-core CPU the ``cpu`` profile was measured on (the ``CPU_*`` rates: the
+    embedded 135M model on llama.cpp; other machines and models differ), whether it runs or not.
+
+    ``lengths`` are the run's instructions' required lengths, ``bench_lengths`` the benchmark items' (Ruler's too).
+    """
+    required_tokens = sum(bench_lengths) * TOKENS_PER_WORD
+
+    def bench(factor: float) -> float:
+        return required_tokens * factor / CPU_STUDENT_TOKENS_PER_S / 60
+
+    general = config.instructions.general * config.agentwrite.general_max_tokens / 2 / CPU_STUDENT_TOKENS_PER_S / 60
+    epochs = float(config.train.settings.get("epochs", 4.0))
+    sft_tokens = (sum(lengths) * TOKENS_PER_WORD + config.instructions.general * 200) * epochs
+    dpo_lengths = _dpo_lengths(config, lengths)
+    samples = sum(dpo_lengths) * TOKENS_PER_WORD * TRAINED_OUTPUT * config.dpo.samples
+    settings = config.dpo.settings
+    pairs = len(dpo_lengths) * float(settings.get("epochs", 4.0))
+    trained = f"{len(dpo_lengths)} pairs x {float(settings.get('epochs', 4.0)):g} epochs"
+    if int(settings.get("max_steps", -1)) > 0:
+        pairs = (
+            int(settings["max_steps"])
+            * int(settings.get("pairs_per_device", 1))
+            * int(settings.get("gradient_accumulation_steps", 1))
+        )
+        trained = f"{settings['max_steps']} steps"
+    pair_tokens = 2 * (sum(dpo_lengths) / max(1, len(dpo_lengths))) * TOKENS_PER_WORD * (1 + TRAINED_OUTPUT) / 2
+    judged = len(bench_lengths) * JUDGE_REPLY_TOKENS / CPU_STUDENT_TOKENS_PER_S / 60
+    estimates = {
+        "instructions": (0.0, "seeded generator or a file"),
+        "agentwrite": (sum(lengths) / CPU_TEACHER_WORDS_PER_MIN + general, f"{CPU_TEACHER_WORDS_PER_MIN:g} words/min"),
+        "data": (0.0, "lw-data, seconds"),
+        "bench_base": (bench(BASE_OUTPUT), f"{BASE_OUTPUT}x the required tokens at {CPU_STUDENT_TOKENS_PER_S:g}/s"),
+        "bench_agentwrite": (
+            sum(bench_lengths) * CPU_AGENTWRITE_MIN_PER_WORD + judged,
+            "28 min for 40 items, plus judging",
+        ),
+        "train": (sft_tokens / CPU_SFT_TOKENS_PER_S / 60, f"{epochs:g} epochs at {CPU_SFT_TOKENS_PER_S:g} tokens/s"),
+        "bench_sft": (bench(TRAINED_OUTPUT), f"{TRAINED_OUTPUT}x the required tokens"),
+        "train_plan": (sft_tokens / CPU_SFT_TOKENS_PER_S / 60, "as train"),
+        "bench_plan": (bench(TRAINED_OUTPUT), "as bench_sft"),
+        "dpo_data": (
+            samples / CPU_STUDENT_TOKENS_PER_S / 60,
+            f"{len(dpo_lengths)} instructions x {config.dpo.samples} samples"
+            + (", judged" if config.dpo.judge else ", length only"),
+        ),
+        "dpo": (pairs * pair_tokens / CPU_DPO_TOKENS_PER_S / 60, f"{trained} at {CPU_DPO_TOKENS_PER_S:g} tokens/s"),
+        "bench_dpo": (bench(TRAINED_OUTPUT), "as bench_sft"),
+        "report": (0.0, "seconds"),
+    }
+    for name in ("dpo2_data", "dpo2", "bench_dpo2"):
+        estimates[name] = estimates[name.replace("2", "")]
+    return [StageTime(s, stage_enabled(config, s), *estimates.get(s, (0.0, "not estimated"))) for s in STAGES]
+
+
+def _dpo_lengths(config: ReproduceConfig, lengths: list[int]) -> list[int]:
+    """Required lengths of the instructions a DPO round samples (the pipeline's choice: the first that fit)."""
+    fit = [x for x in lengths if config.dpo.max_required is None or x <= config.dpo.max_required]
+    return fit[: config.dpo.instructions]
 
 
 def _priced(stage: str, endpoint: Endpoint, calls: int, tokens_in: int, tokens_out: int, rate: float) -> Line:

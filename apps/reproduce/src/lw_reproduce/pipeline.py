@@ -5,11 +5,16 @@
    requests get one direct section; general instructions get a direct answer (the general chats of the mix).
 3. **data** — documents become filtered SFT records (lw-data), mixed with the general chats.
 4. **bench_base** — LongBench-Write (and LongWrite-Ruler) of the base student: predictions, judgments, report.
-5. **train** — SFT with lw-train on the mix.
-6. **bench_sft** — the same benchmark, same backend and sampling, on the trained model.
-7. **dpo**, **bench_dpo** — the paper's DPO stage (sampled answers, judged, paired; DPO), when enabled.
-8. **report** — the comparison (lw-bench): table per length range, length scatter, Ruler curve, degenerate share,
-   and the time and tokens of every stage.
+5. **bench_agentwrite** — a reference row, when enabled: the base student answers the same items through AgentWrite.
+6. **train** — SFT with lw-train on the mix.
+7. **bench_sft** — the same benchmark, same backend and sampling, on the trained model.
+8. **train_plan**, **bench_plan** — the paper's plan-augmented variant, when enabled: SFT on answers that write
+   the AgentWrite plan first, benchmarked on the text after the plan.
+9. **dpo_data**, **dpo**, **bench_dpo** — the paper's DPO stage, when enabled: answers sampled from the SFT model
+   (or the base model) with the benchmark's backend and sampling, scored and paired; DPO; the benchmark.
+   **dpo2_data**, **dpo2**, **bench_dpo2**: once more on the DPO model's own samples (``dpo.rounds = 2``).
+10. **report** — the comparison (lw-bench): a row per model (base, SFT, DPO, plan-augmented, AgentWrite), table
+   per length range, length scatter with loops marked, Ruler curve, and the time and tokens of every stage.
 
 Every stage writes into ``runs/<name>/<stage>/`` and leaves a ``done`` marker with its summary; run the command
 again to resume after a crash: finished stages are skipped and an interrupted one resumes from its records
@@ -28,20 +33,26 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from lw_agentwrite import AgentWrite, preset_sampling, run_batch
+from lw_agentwrite import AgentWrite, BatchStats, preset_sampling, run_batch
 from lw_bench import compare_runs, judge, load_items, predict, read_judgments, read_predictions, score_run
 from lw_bench import write_report as write_bench_report
 from lw_core import (
+    DIMENSIONS,
     BenchItem,
     BenchReport,
     ChatClient,
+    Document,
     Instruction,
     JsonlWriter,
+    Judgment,
+    OpenAIChatClient,
     Plan,
     PlanStep,
+    Prediction,
     SFTRecord,
     atomic_write,
     count_words,
+    loop_onset,
     read_jsonl,
     repeated_ngram_ratio,
     write_jsonl,
@@ -57,7 +68,10 @@ log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
 #: Stages in order; ``--from``/``--until`` take these names.
-STAGES = ("instructions", "agentwrite", "data", "bench_base", "train", "bench_sft", "dpo", "bench_dpo", "report")
+STAGES = (
+    "instructions", "agentwrite", "data", "bench_base", "bench_agentwrite", "train", "bench_sft", "train_plan",
+    "bench_plan", "dpo_data", "dpo", "bench_dpo", "dpo2_data", "dpo2", "bench_dpo2", "report",
+)  # fmt: skip
 
 
 def selected_stages(config: ReproduceConfig, start: str | None = None, stop: str | None = None) -> list[str]:
@@ -69,15 +83,25 @@ def selected_stages(config: ReproduceConfig, start: str | None = None, stop: str
     for name in (start, stop):
         if name is not None and name not in STAGES:
             raise PipelineError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
-    enabled = [
-        s
-        for s in STAGES
-        if not (s in ("train", "bench_sft") and not config.train.enabled)
-        and not (s in ("dpo", "bench_dpo") and not (config.dpo.enabled and config.train.enabled))
-    ]
+    enabled = [s for s in STAGES if stage_enabled(config, s)]
     first = STAGES.index(start) if start else 0
     last = STAGES.index(stop) if stop else len(STAGES) - 1
     return [s for s in enabled if first <= STAGES.index(s) <= last]
+
+
+def stage_enabled(config: ReproduceConfig, stage: str) -> bool:
+    """Whether a stage is switched on: SFT with ``train``, the variants and DPO with their sections."""
+    dpo = config.dpo.enabled and (config.train.enabled or config.dpo.start == "base")
+    switches = {
+        "train": config.train.enabled,
+        "bench_sft": config.train.enabled,
+        "bench_agentwrite": config.agentwrite_bench.enabled,
+        "train_plan": config.plan_sft.enabled,
+        "bench_plan": config.plan_sft.enabled,
+        **dict.fromkeys(("dpo_data", "dpo", "bench_dpo"), dpo),
+        **dict.fromkeys(("dpo2_data", "dpo2", "bench_dpo2"), dpo and config.dpo.rounds >= 2),
+    }
+    return switches.get(stage, True)
 
 
 def reproduce(
@@ -201,16 +225,22 @@ class _Pipeline:
 
     # -- 3. data ------------------------------------------------------------------------------
     def data(self) -> dict[str, Any]:
+        return self._sft_data(self.run.stage("data"), plan_augmented=False)
+
+    def _sft_data(self, folder: Path, *, plan_augmented: bool) -> dict[str, Any]:
+        """The documents as lw-data's filtered SFT records, mixed with the general chats, in ``train.jsonl``."""
         from lw_data import SFTFilters, build_sft_file, mix, plot, read_table, write_table
 
         section = self.config.data
-        folder = self.run.stage("data")
         filters = SFTFilters(
             min_words=section.min_words,
             max_repetition=section.max_repetition,
             keep_truncated=section.keep_truncated,
             strip_plan_echo=section.strip_plan_echo,
             strip_task_talk=section.strip_task_talk,
+            strip_headings=section.strip_headings,
+            relabel_length=section.relabel_length,
+            plan_augmented=plan_augmented,
         )
         summary: dict[str, Any] = {}
         long_files = []
@@ -250,7 +280,7 @@ class _Pipeline:
             if r.meta.get("finish_reason") == "stop" and repeated_ngram_ratio(r.messages[-1].content) <= limit
         ]
 
-    # -- 4./6. benchmarks ---------------------------------------------------------------------
+    # -- 4./5./7. benchmarks ---------------------------------------------------------------------
     def bench_base(self) -> dict[str, Any]:
         return self._bench("bench_base", "base", self._base_folder())
 
@@ -259,6 +289,15 @@ class _Pipeline:
 
     def bench_dpo(self) -> dict[str, Any]:
         return self._bench("bench_dpo", "dpo", str(self.run.root / "dpo" / "model"))
+
+    def bench_dpo2(self) -> dict[str, Any]:
+        return self._bench("bench_dpo2", "dpo2", str(self.run.root / "dpo2" / "model"))
+
+    def bench_plan(self) -> dict[str, Any]:
+        return self._bench("bench_plan", "plan-sft", str(self.run.root / "train_plan" / "model"), answers="plan")
+
+    def bench_agentwrite(self) -> dict[str, Any]:
+        return self._bench("bench_agentwrite", "agentwrite", self._base_folder(), answers="agentwrite")
 
     def _base_folder(self) -> str:
         from lw_serve import resolve_model
@@ -274,16 +313,25 @@ class _Pipeline:
 
         return str(resolve_model(folder, name=label).gguf_file(self.config.train.export_outtype)), backend
 
-    def _bench(self, stage: str, label: str, folder: str) -> dict[str, Any]:
-        return asyncio.run(self._bench_async(stage, label, folder))
+    def _serve_student(self, folder: str, label: str) -> tuple[OpenAIChatClient, Callable[[], None]]:
+        """A client of the student model in ``folder`` on the benchmark's backend and server sampling, and what
+        stops its server."""
+        model, backend = self._student_model(folder, label)
+        _, _, sampling = resolve.bench_sampling(self.config)
+        client = self.endpoints.client(self.config.student, model=model, name=f"lw-{label}", sampling=sampling)
+        return client, lambda: self.endpoints.stop(model, backend, name=f"lw-{label}")
 
-    async def _bench_async(self, stage: str, label: str, folder: str) -> dict[str, Any]:
+    def _bench(self, stage: str, label: str, folder: str, *, answers: str = "direct") -> dict[str, Any]:
+        return asyncio.run(self._bench_async(stage, label, folder, answers))
+
+    async def _bench_async(self, stage: str, label: str, folder: str, answers: str = "direct") -> dict[str, Any]:
+        """Predictions (``answers``: ``direct``, ``plan`` — scored on the text after the plan — or ``agentwrite``),
+        judgments and the report of each benchmark set."""
         bench = self.config.bench
         out = self.run.stage(stage)
         student = self.config.student
-        model, backend = self._student_model(folder, label)
-        temperature, top_p, sampling = resolve.bench_sampling(self.config)
-        client = self.endpoints.client(student, model=model, name=f"lw-{label}", sampling=sampling)
+        temperature, top_p, _ = resolve.bench_sampling(self.config)
+        client, stop = self._serve_student(folder, label)
         judge_client = self.endpoints.client(self.config.judge)
         summary: dict[str, Any] = {"model": label}
         sets = [("longbench", bench.dataset, self._items(bench))]
@@ -292,13 +340,19 @@ class _Pipeline:
         for name, dataset, items in sets:
             folder_ = out / name
             predictions_path, judgments_path = folder_ / "predictions.jsonl", folder_ / "judgments.jsonl"
+            extra: dict[str, Any] = {}
             with _Progress(self.say, f"{stage} {name} predictions", len(items)) as progress:
-                for cap, group in _token_caps(items, bench, student.context_length):
-                    await predict(
-                        client, group, predictions_path, max_tokens=cap, temperature=temperature,
-                        top_p=top_p, concurrency=student.concurrency, on_record=lambda _: progress.advance(),
-                    )  # fmt: skip
+                if answers == "agentwrite":
+                    extra["agentwrite"] = await self._agentwrite_answers(client, items, folder_, progress)
+                else:
+                    for cap, group in _token_caps(items, bench, student.context_length):
+                        await predict(
+                            client, group, predictions_path, max_tokens=cap, temperature=temperature,
+                            top_p=top_p, concurrency=student.concurrency, on_record=lambda _: progress.advance(),
+                        )  # fmt: skip
             predictions = [p for p in read_predictions(predictions_path) if p.id in {i.id for i in items}]
+            if answers == "plan":  # the paper scores the writing: the plan an answer starts with is not counted
+                predictions, extra["answers_with_a_plan"] = _without_plans(predictions)
             if name == "longbench":
                 options: dict[str, Any] = (
                     {} if bench.judge_max_tokens is None else {"max_tokens": bench.judge_max_tokens}
@@ -321,12 +375,37 @@ class _Pipeline:
                 "S_q": report.overall.quality_score,
                 "S": report.overall.score,
                 "degenerate": report.meta.get("degenerate"),
+                "at_cap": report.meta.get("truncated"),
                 "completion_tokens": sum(p.usage.completion_tokens for p in predictions),
+                **extra,
             }
         await client.aclose()
         await judge_client.aclose()
-        self.endpoints.stop(model, backend, name=f"lw-{label}")
+        stop()
         return summary
+
+    async def _agentwrite_answers(
+        self, client: ChatClient, items: list[BenchItem], folder: Path, progress: _Progress
+    ) -> dict[str, Any]:
+        """AgentWrite at inference: each item planned and written section by section by the student, resumably
+        (documents and step cache in ``folder``); ``predictions.jsonl`` is then rewritten from the documents."""
+        section, teacher = self.config.agentwrite_bench, self.config.agentwrite
+        preset = section.preset or teacher.preset
+        options = {**(teacher.options if section.preset is None else {}), **section.options}
+        agent = AgentWrite.preset(preset, client, **options)
+        instructions = [
+            Instruction(id=i.id, prompt=i.prompt, length=i.length, language=i.language, type=i.type) for i in items
+        ]
+        stats = await run_batch(
+            agent, instructions, folder / "documents.jsonl", concurrency=self.config.student.concurrency,
+            progress=lambda s: progress.update(s.skipped + s.finished),
+        )  # fmt: skip
+        documents = {d.id: d for d in read_jsonl(folder / "documents.jsonl", Document) if d.status != "failed"}
+        answered = [
+            _document_answer(documents[i.id], i, f"agentwrite:{client.model}") for i in items if i.id in documents
+        ]
+        write_jsonl(folder / "predictions.jsonl", answered)
+        return {**_batch_summary(stats), "preset": preset}
 
     def _items(self, bench: BenchSection) -> list[BenchItem]:
         items = load_items(bench.dataset, data_dir=bench.data_dir)
@@ -345,68 +424,138 @@ class _Pipeline:
             items = [i for group in per_length.values() for i in group[: bench.ruler_items_per_length]]
         return items
 
-    # -- 5. train -----------------------------------------------------------------------------
+    # -- 6. train -----------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
         data, output_dir = self.run.root / "data" / "train.jsonl", self.run.stage("train") / "model"
         sft = resolve.sft_config(self.config, model=self._base_folder(), data=data, output_dir=output_dir)
         result = resolve.train(self.config, sft)  # in this process, or `accelerate launch` of train.processes
         return {"model": str(result.output_dir), **result.summary}
 
-    # -- 7. dpo -------------------------------------------------------------------------------
-    def dpo(self) -> dict[str, Any]:
-        return asyncio.run(self._dpo())
+    # -- 8. plan-augmented SFT -----------------------------------------------------------------
+    def train_plan(self) -> dict[str, Any]:
+        """The paper's plan-augmented variant: the same documents, answers that start with their plan; SFT."""
+        folder = self.run.stage("train_plan")
+        summary = self._sft_data(folder, plan_augmented=True)
+        sft = resolve.sft_config(
+            self.config, model=self._base_folder(), data=folder / "train.jsonl", output_dir=folder / "model"
+        )
+        result = resolve.train(self.config, sft)
+        return {"model": str(result.output_dir), "data": summary, **result.summary}
 
-    async def _dpo(self) -> dict[str, Any]:
-        """The paper's DPO data: several sampled answers of the SFT model per instruction, judged and paired."""
+    # -- 9. dpo -------------------------------------------------------------------------------
+    def dpo_data(self) -> dict[str, Any]:
+        return asyncio.run(self._dpo_data(1))
+
+    def dpo2_data(self) -> dict[str, Any]:
+        return asyncio.run(self._dpo_data(2))
+
+    def dpo(self) -> dict[str, Any]:
+        return self._dpo_train(1)
+
+    def dpo2(self) -> dict[str, Any]:
+        return self._dpo_train(2)
+
+    def _dpo_policy(self, round_: int) -> tuple[str, str]:
+        """The model (folder, label) a DPO round samples from and starts training from."""
+        if round_ == 2:
+            return str(self.run.root / "dpo" / "model"), "dpo"
+        if self.config.dpo.start == "base":
+            return self._base_folder(), "base"
+        return str(self.run.root / "train" / "model"), "sft"
+
+    def _dpo_items(self) -> list[BenchItem]:
+        """The first ``dpo.instructions`` of the run's long instructions (requiring at most ``dpo.max_required``)."""
+        section = self.config.dpo
+        instructions = read_jsonl(self.run.root / "instructions" / "instructions.jsonl", Instruction)
+        chosen = [i for i in instructions if section.max_required is None or (i.length or 0) <= section.max_required]
+        return [
+            BenchItem(id=i.id, prompt=i.prompt, length=i.length or 1, language=i.language, type=i.type)
+            for i in chosen[: section.instructions]
+        ]
+
+    async def _dpo_data(self, round_: int) -> dict[str, Any]:
+        """``samples`` answers per instruction from the policy (appended to ``samples.jsonl``, resumable), judged
+        (``judgments.jsonl``) when ``dpo.judge``, scored and paired (lw-data's ``build_dpo``) into ``pairs.jsonl``."""
         from lw_data import DPORule, build_dpo, mix, read_table, write_table
-        from lw_train import DPOConfig, train_dpo
 
         section, bench = self.config.dpo, self.config.bench
-        folder = self.run.stage("dpo")
-        instructions = list(read_jsonl(self.run.root / "instructions" / "instructions.jsonl", Instruction))
-        items = [
-            BenchItem(id=i.id, prompt=i.prompt, length=i.length or 1) for i in instructions[: section.instructions]
-        ]
-        model, backend = self._student_model(str(self.run.root / "train" / "model"), "sft")
-        client = self.endpoints.client(self.config.student, model=model, name="lw-sft", sampling=bench.sampling)
-        judge_client = self.endpoints.client(self.config.judge)
-        for cap, group in _token_caps(items, bench, self.config.student.context_length):
-            await predict(client, group, folder / "samples.jsonl", samples=section.samples, max_tokens=cap,
-                          temperature=bench.temperature, top_p=bench.top_p)  # fmt: skip
-        samples = read_predictions(folder / "samples.jsonl")
-        await judge(judge_client, samples, folder / "judgments.jsonl", preset=bench.judge)
-        pairs, rejects = build_dpo(
-            read_table(folder / "samples.jsonl"), read_table(folder / "judgments.jsonl"), DPORule(seed=section.seed)
+        stage = "dpo_data" if round_ == 1 else "dpo2_data"
+        folder = self.run.stage(stage)
+        items = self._dpo_items()
+        if not items:
+            raise PipelineError(f"no instruction requires at most dpo.max_required = {section.max_required} words")
+        wanted = {i.id for i in items}
+        policy, label = self._dpo_policy(round_)
+        temperature, top_p, _ = resolve.bench_sampling(self.config)
+        client, stop = self._serve_student(policy, label)
+        caps = bench.model_copy(update={"tokens_per_required_word": section.tokens_per_required_word or
+                                        bench.tokens_per_required_word})  # fmt: skip
+        with _Progress(self.say, f"{stage} samples", len(items) * section.samples) as progress:
+            if (folder / "samples.jsonl").exists():  # resumed: the samples written before count as done
+                progress.update(sum(p.id in wanted for p in read_predictions(folder / "samples.jsonl")))
+            for cap, group in _token_caps(items, caps, self.config.student.context_length):
+                await predict(
+                    client, group, folder / "samples.jsonl", samples=section.samples, max_tokens=cap,
+                    temperature=temperature, top_p=top_p, concurrency=self.config.student.concurrency,
+                    on_record=lambda _: progress.advance(),
+                )  # fmt: skip
+        await client.aclose()
+        stop()
+        samples = [p for p in read_predictions(folder / "samples.jsonl") if p.id in wanted]
+        judgments = None
+        if section.judge:
+            judge_client = self.endpoints.client(self.config.judge)
+            options: dict[str, Any] = {} if bench.judge_max_tokens is None else {"max_tokens": bench.judge_max_tokens}
+            with _Progress(self.say, f"{stage} judgments", len(samples)) as progress:
+                await judge(
+                    judge_client, samples, folder / "judgments.jsonl", preset=bench.judge,
+                    retries=bench.judge_retries, concurrency=self.config.judge.concurrency,
+                    on_record=lambda _: progress.advance(), **options,
+                )  # fmt: skip
+            await judge_client.aclose()
+            judgments = _judgment_frame(read_judgments(folder / "judgments.jsonl"), wanted)
+        rule = DPORule(
+            seed=section.seed,
+            rejected=section.rejected,
+            length_measure=section.length_measure,
+            length_weight=section.length_weight if section.judge else 1.0,
         )
-        if section.general_pairs is not None:
-            pairs = mix(
-                pairs, read_table(section.general_pairs), long_fraction=section.long_fraction, seed=section.seed
+        pairs, rejects = build_dpo(_sample_frame(samples), judgments, rule)
+        if pairs.height == 0:
+            raise PipelineError(
+                f"no DPO pair from {len(samples)} samples of {len(items)} instructions (see {folder}/rejects.jsonl)"
             )
+        summary = _dpo_summary(label, items, samples, pairs, rejects.height)
+        if section.general_pairs is not None:
+            general = read_table(section.general_pairs)
+            pairs = mix(pairs, general, long_fraction=section.long_fraction, seed=section.seed)
+            summary["pairs_with_general"] = pairs.height
         write_table(pairs, folder / "pairs.jsonl")
         write_table(rejects, folder / "rejects.jsonl")
-        await client.aclose()
-        await judge_client.aclose()
-        self.endpoints.stop(model, backend, name="lw-sft")
-        settings = {
-            **section.settings,
-            "model": str(self.run.root / "train" / "model"),
-            "data": str(folder / "pairs.jsonl"),
-            "output_dir": str(folder / "model"),
-            "resume": True,
-        }
-        result = train_dpo(DPOConfig.validated(settings))
-        return {"pairs": pairs.height, "unpaired": rejects.height, "model": str(result.output_dir), **result.summary}
+        return summary
 
-    # -- 8. report ----------------------------------------------------------------------------
+    def _dpo_train(self, round_: int) -> dict[str, Any]:
+        """DPO (lw-train's ``train_dpo``, TRL) of the round's policy on its pairs; the reference is the policy."""
+        from lw_train import DPOConfig, train_dpo
+
+        policy, label = self._dpo_policy(round_)
+        data = self.run.root / ("dpo_data" if round_ == 1 else "dpo2_data") / "pairs.jsonl"
+        output_dir = self.run.stage("dpo" if round_ == 1 else "dpo2") / "model"
+        settings = {**self.config.dpo.settings, "model": policy, "data": str(data), "output_dir": str(output_dir),
+                    "resume": True}  # fmt: skip
+        result = train_dpo(DPOConfig.validated(settings))
+        return {"model": str(result.output_dir), "from": label, **result.summary}
+
+    # -- 10. report ----------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         folder = self.run.stage("report")
-        runs = {label: self._report(stage, "longbench") for label, stage in _LABELS}
-        ruler = {label: self._report(stage, "ruler") for label, stage in _LABELS} if self.config.bench.ruler else None
+        rows = [(label, stage) for label, stage in _LABELS if stage_enabled(self.config, stage) or label == "base"]
+        runs = {label: self._report(stage, "longbench") for label, stage in rows}
+        ruler = {label: self._report(stage, "ruler") for label, stage in rows} if self.config.bench.ruler else None
         small_judge = not self.config.judge.base_url
         paths = compare_runs(
-            {k: v for k, v in runs.items() if v is not None or k == "base"}, folder,
-            ruler=ruler, small_judge=small_judge, threshold=self.config.data.max_repetition,
-        )  # fmt: skip
+            runs, folder, ruler=ruler, small_judge=small_judge, threshold=self.config.data.max_repetition
+        )
         stages = _stage_table(self.run)
         heading = f"**Run {self.config.name}** (profile {self.config.profile}): {self.config.purpose}.\n\n"
         body = paths["md"].read_text(encoding="utf-8")
@@ -418,7 +567,11 @@ class _Pipeline:
         return BenchReport.model_validate_json(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-_LABELS = (("base", "bench_base"), ("sft", "bench_sft"), ("dpo", "bench_dpo"))
+#: The report's rows: a label per benchmark stage, in the order the paper's table reads.
+_LABELS = (
+    ("base", "bench_base"), ("sft", "bench_sft"), ("dpo", "bench_dpo"), ("dpo2", "bench_dpo2"),
+    ("plan-sft", "bench_plan"), ("agentwrite", "bench_agentwrite"),
+)  # fmt: skip
 
 
 def load_instructions(config: ReproduceConfig) -> list[Instruction]:
@@ -438,16 +591,78 @@ def _generated(n: int, **options: Any) -> list[Instruction]:
     return [Instruction.model_validate(row) for row in generate_instructions(n, **options).to_dicts()]
 
 
-def _batch_summary(stats: Any) -> dict[str, Any]:
+def _batch_summary(stats: BatchStats) -> dict[str, Any]:
     return {
         "instructions": stats.total,
         "done": stats.done,
         "truncated": stats.truncated,
         "failed": stats.failed,
+        "fallback_plans": stats.fallback_plans,
         "skipped": stats.skipped,
         "words": stats.words,
         "completion_tokens": stats.usage.completion_tokens,
         "errors": stats.errors,
+    }
+
+
+def _document_answer(document: Document, item: BenchItem, model: str) -> Prediction:
+    """An AgentWrite document as the answer to a bench item; ``truncated`` documents count as ended at the cap."""
+    return Prediction(
+        id=item.id, prompt=item.prompt, response=document.text, length=item.length, type=item.type,
+        language=item.language, model=model, finish_reason="length" if document.status == "truncated" else "stop",
+        usage=document.usage, elapsed_s=document.elapsed_s,
+    )  # fmt: skip
+
+
+def _without_plans(predictions: list[Prediction]) -> tuple[list[Prediction], int]:
+    """Plan-augmented answers as the text after their plan (lw-data's ``split_plan_answer``), and how many had one."""
+    from lw_data import split_plan_answer
+
+    texts, planned = [], 0
+    for prediction in predictions:
+        plan, text = split_plan_answer(prediction.response)
+        planned += bool(plan)
+        texts.append(prediction.model_copy(update={"response": text, "word_count": count_words(text)}))
+    return texts, planned
+
+
+def _sample_frame(samples: list[Prediction]) -> Any:
+    import polars as pl
+
+    columns = {"id": pl.String, "prompt": pl.String, "response": pl.String, "length": pl.Int64, "sample": pl.Int64,
+               "word_count": pl.Int64}  # fmt: skip
+    return pl.DataFrame([{c: getattr(p, c) for c in columns} for p in samples], schema=columns)
+
+
+def _judgment_frame(judgments: list[Judgment], wanted: set[str]) -> Any:
+    """The judge's complete scores of the wanted samples, as the table lw-data's ``build_dpo`` reads."""
+    import polars as pl
+
+    rows = [
+        {"id": j.id, "sample": j.sample, "replicate": j.replicate, "scores": j.scores}
+        for j in judgments
+        if j.id in wanted and j.status == "ok" and set(DIMENSIONS) <= set(j.scores)
+    ]
+    scores = pl.Struct(dict.fromkeys(DIMENSIONS, pl.Int64))
+    return pl.DataFrame(rows, schema={"id": pl.String, "sample": pl.Int64, "replicate": pl.Int64, "scores": scores})
+
+
+def _dpo_summary(
+    policy: str, items: list[BenchItem], samples: list[Prediction], pairs: Any, unpaired: int
+) -> dict[str, Any]:
+    """What a DPO data stage sampled and paired: loops and caps among the samples, the pairs' length scores."""
+    meta = pairs["meta"].struct.unnest()
+    return {
+        "policy": policy,
+        "instructions": len(items),
+        "samples": len(samples),
+        "looping_samples": sum(loop_onset(p.response) is not None for p in samples),
+        "samples_at_cap": sum(p.finish_reason == "length" for p in samples),
+        "pairs": pairs.height,
+        "unpaired": unpaired,
+        "chosen_S_l": round(float(meta["chosen_length_score"].mean()), 1),
+        "rejected_S_l": round(float(meta["rejected_length_score"].mean()), 1),
+        "completion_tokens": sum(p.usage.completion_tokens for p in samples),
     }
 
 
@@ -564,4 +779,6 @@ def stage_records(run: RunDir) -> dict[str, dict[str, int]]:
     return counts
 
 
-__all__ = ["STAGES", "PipelineError", "load_instructions", "reproduce", "selected_stages", "stage_records"]
+__all__ = [
+    "STAGES", "PipelineError", "load_instructions", "reproduce", "selected_stages", "stage_enabled", "stage_records",
+]  # fmt: skip

@@ -15,7 +15,7 @@ from lw_data.instructions import prepare_instructions, select_instructions
 from lw_data.io import load_longwriter6k, read_table, to_dataset, write_table
 from lw_data.lengths import extract_length
 from lw_data.mixing import mix, split
-from lw_data.sft import SFTFilters, build_sft, build_sft_file, read_documents
+from lw_data.sft import SFTFilters, build_sft, build_sft_file, read_documents, split_plan_answer
 from lw_data.stats import measures, plot, summarize
 
 __version__ = importlib.metadata.version("lw-data")  # written once: pyproject.toml
@@ -37,6 +37,7 @@ __all__ = [
     "read_table",
     "select_instructions",
     "split",
+    "split_plan_answer",
     "summarize",
     "to_dataset",
     "write_table",
