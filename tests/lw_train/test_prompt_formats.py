@@ -65,7 +65,7 @@ def released_llama_build_input(conversations, tokenizer):
             cur_inputs = tokenizer(content)["input_ids"]
             ends.append(len(inputs) + len(cur_inputs))
         inputs = inputs + cur_inputs
-    inputs = inputs + [tokenizer.eos_token_id]
+    inputs = [*inputs, tokenizer.eos_token_id]
     labels = [IGNORE] * len(inputs)
     for start, end in zip(starts, ends, strict=True):
         labels[start:end] = inputs[start:end]
@@ -159,7 +159,7 @@ def test_longwriter_picks_the_format_of_the_model_family_and_refuses_others():
     assert resolve_prompt_format("longwriter", "llama") == "llama-inst"
     assert resolve_prompt_format("longwriter", "chatglm") == "glm4"
     assert resolve_prompt_format("template", "qwen2") == "template"
-    with pytest.raises(TokenizationError, match="Llama and GLM-4 models only.*'qwen2'"):
+    with pytest.raises(TokenizationError, match=r"Llama and GLM-4 models only.*'qwen2'"):
         resolve_prompt_format("longwriter", "qwen2")
 
 
