@@ -205,3 +205,23 @@ def test_help_documents_every_key():
     for name, field in GRPOConfig.model_fields.items():
         assert f"{name} (" in text, name
         assert field.description, f"{name} has no description"
+
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+LONGBENCH = Path(__file__).resolve().parents[3] / "shared" / "data" / "longbench_write"
+
+
+def test_the_grpo_recipes_load_and_the_cpu_prompts_are_not_longbench_write():
+    cpu = GRPOConfig.from_file(RECIPES / "cpu-grpo.toml")
+    assert cpu.model == "smollm2-135m-instruct" and (RECIPES.parent / cpu.data).is_file()
+    assert [r.func for r in cpu.rewards] == ["lw_bench.rewards:length_reward", "lw_bench.rewards:repetition_reward"]
+    prompts = read_prompts(RECIPES.parent / cpu.data)
+    assert len(prompts) >= cpu.max_steps and max(p.length or 0 for p in prompts) <= 600
+    gpu = GRPOConfig.from_file(RECIPES / "longwriter-zero-grpo.toml")
+    assert (gpu.max_completion_length, gpu.multi_objective_aggregation) == (14000, "normalize_then_sum")
+    assert len(gpu.rewards) == 3 and gpu.rewards[1].options is not None
+    benchmark = [LONGBENCH / name for name in ("longbench_write.jsonl", "longwrite_ruler.jsonl")]
+    if not all(path.is_file() for path in benchmark):
+        pytest.skip(f"LongBench-Write not found at {LONGBENCH}")
+    held_out = {json.loads(line)["prompt"].strip() for path in benchmark for line in path.read_text().splitlines()}
+    assert not {p.prompt.strip() for p in prompts} & held_out
