@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lw_reproduce.errors import ConfigError
+from lw_reproduce.grpo_stage import GRPOSection
 
 PROFILES = ("smoke", "cpu", "paper")
 
@@ -208,6 +209,7 @@ class ReproduceConfig(_Section):
     dpo: DPOSection = Field(default_factory=DPOSection)
     plan_sft: PlanSFTSection = Field(default_factory=PlanSFTSection)
     agentwrite_bench: AgentWriteBenchSection = Field(default_factory=AgentWriteBenchSection)
+    grpo: GRPOSection = Field(default_factory=GRPOSection)
 
     @field_validator("student")
     @classmethod
@@ -240,10 +242,11 @@ class ReproduceConfig(_Section):
         return config
 
     def check_train_settings(self, where: str) -> None:
-        """Validate ``train.settings`` / ``dpo.settings`` against lw-train's configs now, not hours later."""
-        from lw_train import DPOConfig, SFTConfig, TrainError
+        """Validate ``train.settings`` / ``dpo.settings`` / ``grpo.settings`` against lw-train's configs now, not hours
+        later."""
+        from lw_train import DPOConfig, GRPOConfig, SFTConfig, TrainError
 
-        for section, config_cls in (("train", SFTConfig), ("dpo", DPOConfig)):
+        for section, config_cls in (("train", SFTConfig), ("dpo", DPOConfig), ("grpo", GRPOConfig)):
             settings = getattr(self, section).settings
             values = {"model": "m", "data": "d.jsonl", "output_dir": "o", **settings}
             try:

@@ -13,7 +13,9 @@
 9. **dpo_data**, **dpo**, **bench_dpo** — the paper's DPO stage, when enabled: answers sampled from the SFT model
    (or the base model) with the benchmark's backend and sampling, scored and paired; DPO; the benchmark.
    **dpo2_data**, **dpo2**, **bench_dpo2**: once more on the DPO model's own samples (``dpo.rounds = 2``).
-10. **report** — the comparison (lw-bench): a row per model (base, SFT, DPO, plan-augmented, AgentWrite), table
+   **grpo**, **bench_grpo** — GRPO when enabled (``lw_reproduce.grpo_stage``): the base (or SFT) model trained on
+   generated prompts with lw-bench's rewards, then the same benchmark.
+10. **report** — the comparison (lw-bench): a row per model (base, SFT, DPO, plan-augmented, AgentWrite, GRPO), table
    per length range, length scatter with loops marked, Ruler curve, and the time and tokens of every stage.
 
 Every stage writes into ``runs/<name>/<stage>/`` and leaves a ``done`` marker with its summary; run the command
@@ -58,7 +60,7 @@ from lw_core import (
     write_jsonl,
 )
 
-from lw_reproduce import resolve
+from lw_reproduce import grpo_stage, resolve
 from lw_reproduce.config import BenchSection, ReproduceConfig
 from lw_reproduce.endpoints import Endpoints
 from lw_reproduce.errors import PipelineError
@@ -70,7 +72,7 @@ Say = Callable[[str], None]
 #: Stages in order; ``--from``/``--until`` take these names.
 STAGES = (
     "instructions", "agentwrite", "data", "bench_base", "bench_agentwrite", "train", "bench_sft", "train_plan",
-    "bench_plan", "dpo_data", "dpo", "bench_dpo", "dpo2_data", "dpo2", "bench_dpo2", "report",
+    "bench_plan", "dpo_data", "dpo", "bench_dpo", "dpo2_data", "dpo2", "bench_dpo2", "grpo", "bench_grpo", "report",
 )  # fmt: skip
 
 
@@ -100,6 +102,9 @@ def stage_enabled(config: ReproduceConfig, stage: str) -> bool:
         "bench_plan": config.plan_sft.enabled,
         **dict.fromkeys(("dpo_data", "dpo", "bench_dpo"), dpo),
         **dict.fromkeys(("dpo2_data", "dpo2", "bench_dpo2"), dpo and config.dpo.rounds >= 2),
+        **dict.fromkeys(
+            ("grpo", "bench_grpo"), config.grpo.enabled and (config.train.enabled or config.grpo.start == "base")
+        ),
     }
     return switches.get(stage, True)
 
@@ -546,6 +551,18 @@ class _Pipeline:
         result = train_dpo(DPOConfig.validated(settings))
         return {"model": str(result.output_dir), "from": label, **result.summary}
 
+    # -- GRPO (lw_reproduce.grpo_stage) -------------------------------------------------------
+    def grpo(self) -> dict[str, Any]:
+        section, bench = self.config.grpo, self.config.bench
+        model = self._base_folder() if section.start == "base" else str(self.run.root / "train" / "model")
+        held_out = load_items(bench.dataset, data_dir=bench.data_dir)
+        if bench.ruler:
+            held_out += load_items("longwrite_ruler", data_dir=bench.data_dir)
+        return grpo_stage.train(section, model=model, folder=self.run.stage("grpo"), held_out=held_out)
+
+    def bench_grpo(self) -> dict[str, Any]:
+        return self._bench("bench_grpo", "grpo", str(self.run.root / "grpo" / "model"))
+
     # -- 10. report ----------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         folder = self.run.stage("report")
@@ -570,7 +587,7 @@ class _Pipeline:
 #: The report's rows: a label per benchmark stage, in the order the paper's table reads.
 _LABELS = (
     ("base", "bench_base"), ("sft", "bench_sft"), ("dpo", "bench_dpo"), ("dpo2", "bench_dpo2"),
-    ("plan-sft", "bench_plan"), ("agentwrite", "bench_agentwrite"),
+    ("plan-sft", "bench_plan"), ("agentwrite", "bench_agentwrite"), ("grpo", "bench_grpo"),
 )  # fmt: skip
 
 
