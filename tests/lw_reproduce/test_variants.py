@@ -200,3 +200,35 @@ def test_plan_row_is_scored_on_the_text_and_agentwrite_loses_no_item(
     table = (root / "report" / "comparison.md").read_text()
     assert "| base | missing |" in table and "| plan-sft | 2 / 2 |" in table and "| agentwrite | 2 / 2 |" in table
     assert "| sft | missing |" in table and "| dpo |" not in table  # rows of the stages that run
+
+
+def test_fork_copies_finished_stages_and_records_but_no_done_marker_or_model(tmp_path: Path) -> None:
+    from lw_reproduce.rundir import RunDir
+
+    source = RunDir.open(tmp_path, ReproduceConfig.load("smoke", None, {"name": "cpu"}))
+    for stage in ("instructions", "train"):
+        (source.stage(stage) / "model").mkdir()
+        (source.stage(stage) / "model" / "weights").write_text("w")
+        source.mark_done(stage, {})
+    (source.stage("dpo_data") / "samples.jsonl").write_text('{"id": "a"}\n')
+    source.mark_done("dpo_data", {})
+    (source.stage("dpo") / "model").mkdir()  # a checkpoint of an unfinished training: never copied
+
+    def fork(*args: str) -> Any:
+        return CliRunner().invoke(app, ["reproduce", "fork", *args, "--runs", str(tmp_path)])
+
+    result = fork("cpu", "lever", "--stages", "instructions,train", "--records", "dpo_data")
+    assert result.exit_code == 0, result.output
+    lever = tmp_path / "lever"
+    assert (lever / "train" / "done").exists() and (lever / "train" / "model" / "weights").exists()
+    assert (lever / "dpo_data" / "samples.jsonl").exists() and not (lever / "dpo_data" / "done").exists()
+    assert not (lever / "dpo").exists() and not (lever / "manifest.json").exists()
+    for args, message in (
+        (("cpu", "lever", "--stages", "train"), "exists already"),
+        (("cpu", "other", "--stages", "dpo"), "dpo not finished"),
+        (("nothing", "other", "--stages", "train"), "is not a run folder"),
+    ):
+        result = fork(*args)
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    result = fork("cpu", "other", "--stages", "trian")
+    assert result.exit_code == 2 and "unknown stage(s) trian" in " ".join(result.output.split())

@@ -98,6 +98,31 @@ def _dry_run(cfg: object, stages: list[str]) -> None:
 
 @reproduce_app.command()
 @user_errors
+def fork(
+    source: str = typer.Argument(..., help="the run folder to start from"),
+    name: str = typer.Argument(..., help="the new run folder's name"),
+    stages: str = typer.Option(..., help="finished stages to copy whole, comma-separated (the new run skips them)"),
+    records: str = typer.Option("", help="stages whose records to copy without their done marker and models"),
+    runs: Path = typer.Option(Path("runs"), help="where run folders are"),
+) -> None:
+    """Start a lever's run from another run's finished stages; then run `lw reproduce --name NAME` with the lever."""
+    from lw_reproduce.pipeline import STAGES
+    from lw_reproduce.rundir import RunDir
+
+    chosen = [s.strip() for s in stages.split(",") if s.strip()]
+    resumed = [s.strip() for s in records.split(",") if s.strip()]
+    unknown = [s for s in (*chosen, *resumed) if s not in STAGES]
+    if unknown:
+        raise typer.BadParameter(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
+    target = RunDir.fork(runs, source, name, chosen, resumed)
+    _say(
+        f"{target}: {', '.join(chosen)} copied from {runs / source}"
+        + (f"; records of {', '.join(resumed)}" if resumed else "")
+    )
+
+
+@reproduce_app.command()
+@user_errors
 def status(
     name: str = typer.Argument("smoke", help="the run folder's name"),
     runs: Path = typer.Option(Path("runs"), help="where run folders are"),

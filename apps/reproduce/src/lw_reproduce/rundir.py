@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -67,6 +69,30 @@ class RunDir:
         if not manifest.exists():
             raise RunDirError(f"{runs / name} is not a run folder (no manifest.json)")
         return cls(runs / name, ReproduceConfig.model_validate(json.loads(manifest.read_text())["config"]))
+
+    @staticmethod
+    def fork(runs: Path, source: str, name: str, stages: Sequence[str], records: Sequence[str] = ()) -> Path:
+        """Start run folder ``name`` from run ``source``: its finished ``stages`` copied whole (skipped by the new
+        run), and the records of ``records`` stages (every file but the ``done`` marker and trained models, so the
+        new run resumes from them without spending a finished call). Nothing else is copied: the new run writes its
+        own manifest with its own configuration, which must leave the copied stages' settings as they were.
+        """
+        origin, target = runs / source, runs / name
+        if not (origin / "manifest.json").exists():
+            raise RunDirError(f"{origin} is not a run folder (no manifest.json)")
+        if target.exists():
+            raise RunDirError(f"{target} exists already: fork into a new name")
+        unfinished = [s for s in stages if not (origin / s / "done").exists()]
+        if unfinished:
+            raise RunDirError(f"{origin}: stage(s) {', '.join(unfinished)} not finished; copy their records instead")
+        missing = [s for s in records if not (origin / s).is_dir()]
+        if missing:
+            raise RunDirError(f"{origin}: no folder for stage(s) {', '.join(missing)}")
+        for stage in stages:
+            shutil.copytree(origin / stage, target / stage)
+        for stage in records:
+            shutil.copytree(origin / stage, target / stage, ignore=shutil.ignore_patterns("done", "model"))
+        return target
 
     def write_manifest(self, **extra: Any) -> None:
         path = self.root / "manifest.json"
