@@ -149,7 +149,7 @@ def status(
         else:
             state = "to do"
         counts = ", ".join(f"{file}: {n}" for file, n in records.get(stage, {}).items())
-        _say(f"  {stage:<13} {state:<18} {counts}")
+        _say(f"  {stage:<16} {state:<18} {counts}")
     created = manifest.get("created")
     since = f", folder created {time.strftime('%Y-%m-%d %H:%M', time.localtime(created))}" if created else ""
     _say(f"elapsed in finished stages: {total / 60:,.1f} min{since}")
