@@ -21,7 +21,6 @@ PACKAGES = ("lw_core", "lw_agentwrite", "lw_data", "lw_train", "lw_bench", "lw_s
 #: Public modules that define exported names but have no example yet (add one, then remove the name here).
 WITHOUT_EXAMPLES: frozenset[str] = frozenset(
     {
-        "lw_data.dpo",
         "lw_data.errors",
         "lw_data.instructions",
         "lw_data.stats",
