@@ -53,6 +53,23 @@ def test_flex_packed_logits_equal_each_sample_alone_on_the_cpu(tiny_llama):
     assert (padded_flex[real] - padded_sdpa[real]).abs().max() <= 1e-5  # padded batches: flex with a padding mask
 
 
+@pytest.mark.slow  # compiles flex attention's block mask for a sliding window on the CPU
+def test_flex_keeps_sliding_windows():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, sliding_window=4, attn_implementation="sdpa",
+    )  # fmt: skip
+    mistral = MistralForCausalLM(config).eval()
+    inputs = _inputs(PackedCollator()(SAMPLES))
+    with torch.no_grad():
+        windowed = mistral(**inputs, use_cache=False).logits
+        flex = lw_attention.use_flex_attention(mistral)(**inputs, use_cache=False).logits
+    assert (windowed - flex).abs().max() <= 1e-5
+
+
 @pytest.mark.slow  # compiles flex attention for bf16 on the CPU
 def test_flex_under_autocast_runs_in_the_autocast_dtype(tiny_llama):
     """Mixed precision leaves queries and keys in fp32 (rotary) beside bf16 values; flex wants one dtype."""
@@ -66,21 +83,25 @@ def test_flex_under_autocast_runs_in_the_autocast_dtype(tiny_llama):
 
 
 def _reference_varlen_kernel(calls: list[tuple[list[int], int]]):
-    """Causal sdpa per sample on ``[T, heads, dim]`` tensors: what torch's varlen kernel computes, on the CPU."""
+    """sdpa per sample on ``[T, heads, dim]`` tensors, causal within ``window`` (left, right; -1 unbounded): what
+    torch's varlen kernel computes, on the CPU."""
 
     def kernel(query, key, value, cu_seq_lens, max_length, *, scale, window):
-        assert query.dim() == key.dim() == 3 and cu_seq_lens.dtype == torch.int32 and window == (-1, 0)
+        assert query.dim() == key.dim() == 3 and cu_seq_lens.dtype == torch.int32 and window[1] == 0
         bounds = cu_seq_lens.tolist()
         calls.append((bounds, max_length))
-        outputs = [
-            F.scaled_dot_product_attention(
+        outputs = []
+        for start, end in pairwise(bounds):
+            position = torch.arange(end - start)
+            seen = position[:, None] - position[None, :]
+            allowed = (seen >= 0) & ((seen <= window[0]) if window[0] >= 0 else True)
+            attended = F.scaled_dot_product_attention(
                 *(t[start:end].transpose(0, 1)[None] for t in (query, key, value)),
-                is_causal=True,
+                attn_mask=allowed,
                 scale=scale,
                 enable_gqa=query.shape[1] != key.shape[1],
-            )[0].transpose(0, 1)
-            for start, end in pairwise(bounds)
-        ]
+            )
+            outputs.append(attended[0].transpose(0, 1))
         return torch.cat(outputs)
 
     return kernel
@@ -115,6 +136,30 @@ def test_varlen_glue_gives_each_sample_alone_and_padded_gradients(tiny_llama, mo
         logits = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
         expected = reference(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
         assert calls == [] and torch.equal(logits, expected)
+
+
+def test_varlen_generates_like_sdpa_and_keeps_sliding_windows(tiny_llama, monkeypatch):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    calls: list[tuple[list[int], int]] = []
+    monkeypatch.setattr(lw_attention, "_varlen_kernel", _reference_varlen_kernel(calls))
+    model = tiny_llama().eval()
+    prompt = torch.tensor([SAMPLES[1]["input_ids"][:7]])
+    expected = model.generate(prompt, max_new_tokens=6, do_sample=False)
+    got = lw_attention.use_varlen_attention(model).generate(prompt, max_new_tokens=6, do_sample=False)
+    assert torch.equal(got, expected) and len(calls) == 2  # the prompt in both layers; new tokens: sdpa
+
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, sliding_window=4, attn_implementation="sdpa",
+    )  # fmt: skip
+    mistral = MistralForCausalLM(config).eval()
+    inputs = _inputs(PackedCollator()(SAMPLES))
+    with torch.no_grad():
+        windowed = mistral(**inputs, use_cache=False).logits
+        varlen = lw_attention.use_varlen_attention(mistral)(**inputs, use_cache=False).logits
+    assert (windowed - varlen).abs().max() <= 1e-5
 
 
 def test_varlen_builds_no_mask_for_an_unpadded_row_and_sdpas_for_the_rest():
