@@ -391,10 +391,8 @@ def plot_rewards(log_path: Path, png: Path) -> Path | None:
                 by_step[int(record["step"])] = record
     if not by_step:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     steps = sorted(by_step)
     rows = [by_step[s] for s in steps]
@@ -402,7 +400,9 @@ def plot_rewards(log_path: Path, png: Path) -> Path | None:
     def series(key: str) -> list[float]:
         return [float(r[key]) if r.get(key) is not None else float("nan") for r in rows]
 
-    figure, (top, middle, bottom) = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    figure = Figure(figsize=(8, 9), layout="constrained")  # its own canvas: the caller's backend stays as it is
+    FigureCanvasAgg(figure)
+    top, middle, bottom = figure.subplots(3, 1, sharex=True)
     top.plot(steps, series("reward"), label="reward (weighted sum)", color="black", linewidth=2)
     for key in sorted(k for k in rows[-1] if k.startswith("rewards/") and k.endswith("/mean")):
         top.plot(steps, series(key), label=key.split("/")[1])
@@ -423,11 +423,9 @@ def plot_rewards(log_path: Path, png: Path) -> Path | None:
             bottom.plot(steps, series(key), label=label)
     bottom.set_xlabel("step")
     bottom.legend(fontsize=8)
-    figure.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     tmp = png.with_name(f".{png.name}.tmp.png")
     figure.savefig(tmp, dpi=100)
-    plt.close(figure)
     tmp.replace(png)
     return png
 
