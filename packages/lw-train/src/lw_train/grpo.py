@@ -205,7 +205,15 @@ Reward = Callable[..., list[float | None]]
 def resolve_rewards(config: GRPOConfig) -> list[Reward]:
     """Import each configured reward (``module:name``; a factory is called with its ``options``), in order.
 
-    Names in logs are the functions' own (``length_reward``); a name used twice gets its position appended.
+    Names in logs are the functions' own (``length_reward``); a name used twice gets its position appended. A name
+    that does not import is an error naming the config field, before any model loads:
+
+    >>> config = GRPOConfig(model="m", data="p.jsonl", output_dir="o", rewards=[{"func": "no_such_module:reward"}])
+    >>> resolve_rewards(config)
+    Traceback (most recent call last):
+    ...
+    lw_train.errors.ConfigError: config: field 'rewards.0.func': cannot import 'no_such_module' (No module named \
+'no_such_module'); is its package installed?
     """
     found: list[Reward] = []
     names: list[str] = []
