@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import pytest
 import typer
 from lw_core import LWError
-from lw_core.cli import api_key, chat_client, new_app, progress_bar, user_errors, validated
+from lw_core.cli import (
+    Assignments,
+    api_key,
+    chat_client,
+    configure_logging,
+    new_app,
+    progress_bar,
+    user_errors,
+    validated,
+)
+from lw_core.config import Assignment
 from pydantic import BaseModel, Field, ValidationError
 from rich.console import Console
 from typer.testing import CliRunner
@@ -148,3 +159,90 @@ def test_progress_bar_draws_on_the_given_console_with_its_detail() -> None:
     with progress_bar(Console(file=quiet, force_terminal=True), disable=True) as bar:
         bar.add_task("judge", total=1)
     assert quiet.getvalue() == ""
+
+
+def _app_with_out() -> typer.Typer:
+    """An app with lw's ``--out``, ``--set`` and logging, and a command that already has an ``--output``."""
+    app = new_app("lw-core", "A test app.")
+
+    @app.command()
+    @user_errors
+    def write(
+        out: Annotated[Path, typer.Option("--out", "-o", help="where it goes")],
+        set_: Assignments = None,
+    ) -> None:
+        logging.getLogger("lw_core.example").info("writing %s", out)
+        logging.getLogger("lw_core.example").debug("debug detail")
+        logging.getLogger("thirdparty").info("third-party chatter")
+        print(f"out={out} set={[tuple(a) for a in set_ or []]}")
+
+    @app.command()
+    @user_errors
+    def legacy(output: Annotated[Path, typer.Option("--output")]) -> None:
+        print(f"output={output}")
+
+    return app
+
+
+@pytest.mark.parametrize("spelling", ["--output", "--out-dir", "--output-dir"])
+def test_old_output_spellings_still_work_with_a_warning_on_stderr(spelling: str) -> None:
+    for args in ([spelling, "a.jsonl"], [f"{spelling}=a.jsonl"]):
+        result = runner.invoke(_app_with_out(), ["write", *args])
+        assert result.exit_code == 0, result.output
+        assert result.stdout == "out=a.jsonl set=[]\n"
+        assert f"{spelling} is deprecated, use --out" in result.stderr
+    for args in (["--out", "a.jsonl"], ["-o", "a.jsonl"]):
+        result = runner.invoke(_app_with_out(), ["write", *args])
+        assert result.stdout == "out=a.jsonl set=[]\n" and result.stderr == ""
+    # a command without --out keeps its own option of that name, untouched and without a warning
+    result = runner.invoke(_app_with_out(), ["legacy", "--output", "b"])
+    assert result.stdout == "output=b\n" and result.stderr == ""
+
+
+def test_set_uses_the_shared_grammar_and_a_bad_pair_is_a_usage_error() -> None:
+    result = runner.invoke(_app_with_out(), ["write", "-o", "x", "--set", "a.b=[1, 2]", "--set", "name=cosine"])
+    assert result.stdout == "out=x set=[('a.b', [1, 2]), ('name', 'cosine')]\n"
+    bad = runner.invoke(_app_with_out(), ["write", "-o", "x", "--set", "novalue"])
+    assert bad.exit_code == 2 and "expected KEY=VALUE" in bad.output
+    assert Assignment("k", 1) == ("k", 1)
+
+
+def test_verbose_and_lw_log_set_the_level_of_lw_logs_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    try:
+        quiet = runner.invoke(_app_with_out(), ["write", "-o", "x"])
+        assert quiet.stdout == "out=x set=[]\n" and quiet.stderr == ""  # warnings only by default
+        verbose = runner.invoke(_app_with_out(), ["write", "-o", "x", "--verbose"])
+        assert "writing x" in verbose.stderr and "debug detail" in verbose.stderr
+        assert "third-party chatter" in verbose.stderr and "writing" not in verbose.stdout
+        monkeypatch.setenv("LW_LOG", "info")
+        info = runner.invoke(_app_with_out(), ["write", "-o", "x"])
+        assert "writing x" in info.stderr and "debug detail" not in info.stderr
+        assert "third-party chatter" not in info.stderr  # other libraries stay at warning
+        monkeypatch.setenv("LW_LOG", "loud")
+        bad = runner.invoke(_app_with_out(), ["write", "-o", "x"])
+        assert bad.exit_code == 1 and bad.stderr.strip() == (
+            "error: LW_LOG='loud': expected one of debug, info, warning, error"
+        )
+        handlers = [h for h in root.handlers if h not in before[1]]
+        assert len(handlers) == 1  # each call replaces its handler rather than adding one
+    finally:
+        for handler in [h for h in root.handlers if h not in before[1]]:
+            root.removeHandler(handler)
+        root.setLevel(before[0])
+
+
+def test_configure_logging_returns_the_level_and_touches_no_logger_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LW_LOG", raising=False)
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    try:
+        assert configure_logging() == logging.WARNING
+        assert configure_logging(default=logging.INFO) == logging.INFO
+        assert configure_logging(verbose=True, default=logging.INFO) == logging.DEBUG
+        assert logging.getLogger("lw_train").level == logging.NOTSET  # caplog and embedding apps keep control
+    finally:
+        for handler in [h for h in root.handlers if h not in before[1]]:
+            root.removeHandler(handler)
+        root.setLevel(before[0])

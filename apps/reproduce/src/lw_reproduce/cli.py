@@ -10,12 +10,11 @@ from pathlib import Path
 import typer
 from lw_agentwrite.cli import app as agentwrite_app
 from lw_bench.cli import app as bench_app
-from lw_core.cli import new_app, user_errors
+from lw_core.cli import App, Verbose, configure_logging, new_app, user_errors
 from lw_data.cli import app as data_app
 from lw_serve.cli import app as serve_app
 from lw_train.cli import app as train_app
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 
 PACKAGES = ("lw-reproduce", "lw-core", "lw-agentwrite", "lw-data", "lw-train", "lw-bench", "lw-serve")
@@ -25,16 +24,21 @@ app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(bench_app, name="bench")
 app.add_typer(serve_app, name="serve")
-reproduce_app = typer.Typer(
+reproduce_app = App(
     help="The paper's pipeline end to end (AgentWrite → SFT data → train → LongBench-Write), resumably."
 )
 app.add_typer(reproduce_app, name="reproduce")
-console = Console()
+console = Console()  # results: the dry run's plan, a run's status
+progress = Console(stderr=True)  # a running pipeline's stages and progress, beside its logs
 
 
 def _say(text: str) -> None:
     # not rich markup (a stage name in brackets would vanish), and never wrapped: tables and paths stay whole
     console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _progress(text: str) -> None:
+    progress.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 @reproduce_app.callback(invoke_without_command=True)
@@ -53,6 +57,7 @@ def reproduce(
     bench_data_dir: Path | None = typer.Option(
         None, envvar="LW_BENCH_DATA_DIR", help="folder with the LongBench-Write files (default: LW_DATA_DIR)"
     ),
+    verbose: Verbose = False,
 ) -> None:
     """Run (or resume) a profile; `lw reproduce status` shows where a run stands."""
     if ctx.invoked_subcommand is not None:
@@ -61,9 +66,7 @@ def reproduce(
     from lw_reproduce.pipeline import reproduce as run_pipeline
     from lw_reproduce.pipeline import selected_stages
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console)])
-    for chatty in ("httpx", "openai"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_logging(verbose, default=logging.INFO)  # a run's log keeps the stages' info lines
     overrides = parse_assignments(assignments)
     if name is not None:
         overrides["name"] = name
@@ -73,7 +76,7 @@ def reproduce(
     if dry_run:
         _dry_run(cfg, selected_stages(cfg, start, stop))
         return
-    run_pipeline(cfg, runs, fresh=fresh, start=start, stop=stop, say=_say)
+    run_pipeline(cfg, runs, fresh=fresh, start=start, stop=stop, say=_progress)
 
 
 def _dry_run(cfg: object, stages: list[str]) -> None:

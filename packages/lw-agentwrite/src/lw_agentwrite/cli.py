@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +21,6 @@ from lw_core.cli import (
     user_errors,
 )
 from rich.console import Console
-from rich.logging import RichHandler
 
 from lw_agentwrite.agent import AgentWrite, preset_sampling
 from lw_agentwrite.batch import BatchStats, Mode, read_plans, run_batch
@@ -242,9 +240,6 @@ def _run(
     quiet: bool,
 ) -> None:
     """Run the batch with a progress bar (words, tokens/s, steps reused, prefix cache), then print its summary."""
-    logging.basicConfig(
-        level=logging.WARNING, handlers=[RichHandler(console=err, show_path=False)], format="%(message)s"
-    )
     with progress_bar(err, detail=True, disable=quiet) as bar:
         task = bar.add_task(mode, total=None, detail="")
 

@@ -8,7 +8,12 @@
   another variable, as the ``openai`` package does; ``lw-serve up`` requires the key in ``$LW_SERVE_API_KEY`` if set
   (its own variable, so an OpenAI key exported for other tools never becomes a local server's key by accident).
 - ``--json-schema`` says the server enforces JSON-schema ``response_format``: :data:`JsonSchema`.
-- Long work shows one kind of progress bar: :func:`progress_bar`.
+- Long work shows one kind of progress bar, on stderr: :func:`progress_bar`.
+- Where results go is ``--out`` (``-o``) in every command; the old spellings ``--output``, ``--out-dir`` and
+  ``--output-dir`` still work for one release, with a deprecation warning on stderr: :class:`App`.
+- Logs go to stderr, at the level ``--verbose`` (``-v``, on every command) or ``$LW_LOG`` asks for:
+  :func:`configure_logging`, called by :func:`user_errors`; libraries only log, they never configure handlers.
+- ``--set KEY=VALUE`` reads values with lw's one grammar (:mod:`lw_core.config`): :data:`Assignments`.
 
 This module needs typer and rich, lw-core's ``cli`` extra (``pip install 'lw-core[cli]'``), which every lw package
 with a command line depends on; nothing else in lw-core imports it, so the library itself stays light.
@@ -17,6 +22,8 @@ with a command line depends on; nothing else in lw-core imports it, so the libra
 from __future__ import annotations
 
 import functools
+import inspect
+import logging
 import os
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -26,6 +33,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 try:
     import typer
     from rich.console import Console
+    from rich.logging import RichHandler
     from rich.markup import escape
     from rich.progress import (
         BarColumn,
@@ -40,8 +48,10 @@ except ImportError as exc:  # tests/e2e/test_packaging.py: lw-core installed alo
     raise ImportError(f"lw_core.cli needs typer and rich: pip install 'lw-core[cli]' ({exc})") from exc
 
 from pydantic import BaseModel, ValidationError
+from typer.models import CommandFunctionType
 
 from lw_core.client import Capabilities, OpenAIChatClient
+from lw_core.config import Assignment, ConfigError, parse_assignment
 from lw_core.errors import LWError
 
 P = ParamSpec("P")
@@ -79,6 +89,77 @@ JsonSchema = Annotated[
 ]
 Concurrency = Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight at once.")]
 
+#: The one name of "where results go" (a file or a folder), and its short form.
+OUT_OPTION = ("--out", "-o")
+#: Old spellings of ``--out``, accepted until the next release with a warning on stderr (:class:`App`).
+DEPRECATED_OUT = ("--output", "--out-dir", "--output-dir")
+#: The variable that sets the log level of every lw command (``debug``, ``info``, ``warning``, ``error``).
+LOG_ENV = "LW_LOG"
+#: The loggers lw's packages log to (``logging.getLogger(__name__)`` in each).
+LW_LOGGERS = ("lw_core", "lw_agentwrite", "lw_data", "lw_train", "lw_bench", "lw_serve", "lw_reproduce")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def assignment(text: str) -> Assignment:
+    """The parser of every ``KEY=VALUE`` option (``--set``, ``--sampling``): :func:`lw_core.config.parse_assignment`,
+    a malformed pair being a usage error (exit 2)."""
+    if isinstance(text, Assignment):  # typer may hand a parsed value back (a default)
+        return text
+    try:
+        return parse_assignment(text)
+    except ConfigError:
+        raise typer.BadParameter(f"{text!r}: expected KEY=VALUE, e.g. max_steps=2") from None
+
+
+Assignments = Annotated[
+    list[Assignment] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        parser=assignment,
+        help="Override a setting (repeatable); a dotted key reaches a nested table (lora.r=8). The value is TOML "
+        "(2, 1e-5, true, [1, 2], {a = 1}); a bare word or a path is text; KEY= removes the key (its default applies).",
+    ),
+]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help=f"Debug logs on stderr (or set ${LOG_ENV} to debug, info, warning).")
+]
+
+
+class App(typer.Typer):
+    """A typer app whose commands take ``--out`` under its old spellings too, with a deprecation warning on stderr.
+
+    ``--output``, ``--out-dir`` and ``--output-dir`` become ``--out`` in a command that has ``--out`` and no option
+    of that old name (one release of grace; ``docs/architecture.md``, conventions).
+    """
+
+    def command(
+        self, name: str | None = None, *, cls: type[typer.core.TyperCommand] | None = None, **kwargs: Any
+    ) -> Callable[[CommandFunctionType], CommandFunctionType]:
+        return super().command(name, cls=cls or _Command, **kwargs)
+
+
+class _Command(typer.core.TyperCommand):
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        spellings = {name for param in self.params for name in (*param.opts, *param.secondary_opts)}
+        if "--out" in spellings:
+            args = [self._renamed(ctx, arg, spellings) for arg in args]
+        result: list[str] = super().parse_args(ctx, args)
+        return result
+
+    @staticmethod
+    def _renamed(ctx: Any, arg: str, spellings: set[str]) -> str:
+        name, sep, value = arg.partition("=")
+        if name not in DEPRECATED_OUT or name in spellings:
+            return arg
+        Console(stderr=True).print(
+            f"[yellow]warning:[/yellow] {escape(ctx.command_path)}: {name} is deprecated, use --out "
+            f"(the old spelling goes in the next release)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return f"--out{sep}{value}"
+
 
 def new_app(name: str, help: str, *distributions: str) -> typer.Typer:
     """A typer app with lw's conventions: help when run bare, ``--version`` (of ``distributions``, default ``name``).
@@ -102,7 +183,7 @@ def new_app(name: str, help: str, *distributions: str) -> typer.Typer:
                 typer.echo(f"{distribution} {_version(distribution)}")
             raise typer.Exit()
 
-    app = typer.Typer(name=name, help=help, no_args_is_help=True, pretty_exceptions_show_locals=False)
+    app = App(name=name, help=help, no_args_is_help=True, pretty_exceptions_show_locals=False)
 
     version_option = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Print the version.")
 
@@ -126,11 +207,17 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     User errors are :class:`~lw_core.LWError` (bad files, records, options, servers: lw raises them on purpose, with
     the place and the fix) and an ``OSError`` about a named path (a missing input, an unwritable output). Anything
     else is a bug and keeps its traceback.
+
+    The command also gains ``--verbose`` (:data:`Verbose`) and sets up logging (:func:`configure_logging`) before it
+    runs, unless it takes a ``verbose`` parameter of its own (then it calls :func:`configure_logging` itself).
     """
+    adds_verbose = _add_verbose(func)
 
     @functools.wraps(func)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
+            if adds_verbose and "verbose" in kwargs:  # a command line's call (typer passes every option)
+                configure_logging(bool(kwargs.pop("verbose")))
             return func(*args, **kwargs)
         except LWError as exc:
             message = str(exc)
@@ -141,7 +228,70 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
+    if adds_verbose:
+        signature = inspect.signature(func, eval_str=True)
+        verbose = inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Verbose)
+        run.__signature__ = signature.replace(parameters=[*signature.parameters.values(), verbose])  # type: ignore[attr-defined]
     return run
+
+
+def _add_verbose(func: Callable[..., Any]) -> bool:
+    """Whether :func:`user_errors` gives ``func`` the ``--verbose`` option: not when it has a ``verbose`` parameter,
+    takes ``**kwargs``, or has annotations that cannot be resolved from its module (a function local to a test)."""
+    try:
+        parameters = inspect.signature(func, eval_str=True).parameters
+    except (NameError, TypeError, ValueError):
+        return False
+    return "verbose" not in parameters and all(p.kind is not p.VAR_KEYWORD for p in parameters.values())
+
+
+def log_level(verbose: bool = False, *, default: int = logging.WARNING) -> int:
+    """The level of lw's logs: ``--verbose``: debug; else ``$LW_LOG`` (debug, info, warning, error); else ``default``.
+
+    >>> import os
+    >>> os.environ["LW_LOG"] = "info"
+    >>> log_level() == logging.INFO, log_level(verbose=True) == logging.DEBUG
+    (True, True)
+    >>> os.environ["LW_LOG"] = "loud"
+    >>> log_level()
+    Traceback (most recent call last):
+    lw_core.errors.LWError: LW_LOG='loud': expected one of debug, info, warning, error
+    >>> del os.environ["LW_LOG"]
+    >>> log_level() == logging.WARNING
+    True
+    """
+    if verbose:
+        return logging.DEBUG
+    configured = os.environ.get(LOG_ENV, "").strip().lower()
+    if not configured:
+        return default
+    if configured not in _LEVELS:
+        raise LWError(f"{LOG_ENV}={configured!r}: expected one of {', '.join(_LEVELS)}")
+    return _LEVELS[configured]
+
+
+def configure_logging(verbose: bool = False, *, default: int = logging.WARNING) -> int:
+    """Send log records to stderr at :func:`log_level`'s level; returns it.
+
+    The level applies to lw's loggers (:data:`LW_LOGGERS`); other libraries' records show from warning up (from
+    info up with ``verbose``). One handler on the root logger, replaced by a later call; no logger's own level is
+    touched. Commands call this (through :func:`user_errors`); libraries never configure logging.
+    """
+    level = log_level(verbose, default=default)
+    others = logging.INFO if verbose else logging.WARNING
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _CommandLineHandler)]:
+        root.removeHandler(old)
+    handler = _CommandLineHandler(console=Console(stderr=True), show_path=False, level=level)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(lambda record: record.name.split(".")[0] in LW_LOGGERS or record.levelno >= others)
+    root.addHandler(handler)
+    root.setLevel(min(level, others))
+    return level
+
+
+class _CommandLineHandler(RichHandler):
+    """The handler :func:`configure_logging` installs (so a second call replaces it rather than adding one)."""
 
 
 def api_key(env: str, file: Path | None, *, default_env: str = CLIENT_KEY_ENV) -> str | None:

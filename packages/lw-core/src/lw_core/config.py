@@ -32,7 +32,7 @@ import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -40,6 +40,7 @@ from lw_core.errors import LWError
 
 __all__ = [
     "UNSET",
+    "Assignment",
     "ConfigError",
     "apply_assignments",
     "describe_fields",
@@ -72,6 +73,13 @@ class _Unset:
 
 #: What ``parse_value("")`` returns: :func:`apply_assignments` removes the key it is given for.
 UNSET: Any = _Unset()
+
+
+class Assignment(NamedTuple):
+    """One ``--set KEY=VALUE``: the dotted key and the value read by :func:`parse_value`."""
+
+    key: str
+    value: Any
 
 
 def read_config(path: str | Path, *, error: type[LWError] = ConfigError) -> dict[str, Any]:
@@ -149,11 +157,11 @@ def parse_value(raw: str) -> Any:
     return value
 
 
-def parse_assignment(pair: str, *, option: str = "--set", error: type[LWError] = ConfigError) -> tuple[str, Any]:
-    """``"lora.r=8"`` → ``("lora.r", 8)``: the dotted key and its :func:`parse_value` value.
+def parse_assignment(pair: str, *, option: str = "--set", error: type[LWError] = ConfigError) -> Assignment:
+    """``"lora.r=8"`` → ``Assignment("lora.r", 8)``: the dotted key and its :func:`parse_value` value.
 
     >>> parse_assignment("bench.items=5")
-    ('bench.items', 5)
+    Assignment(key='bench.items', value=5)
     >>> parse_assignment("items")
     Traceback (most recent call last):
     lw_core.config.ConfigError: --set 'items': expected KEY=VALUE, e.g. --set max_steps=2
@@ -162,18 +170,22 @@ def parse_assignment(pair: str, *, option: str = "--set", error: type[LWError] =
     key = key.strip()
     if not sep or not key or any(not part.strip() for part in key.split(".")):
         raise error(f"{option} {pair!r}: expected KEY=VALUE, e.g. {option} max_steps=2")
-    return key, parse_value(raw)
+    return Assignment(key, parse_value(raw))
 
 
 def parse_assignments(
-    pairs: Iterable[str], *, option: str = "--set", error: type[LWError] = ConfigError
+    pairs: Iterable[str | Assignment], *, option: str = "--set", error: type[LWError] = ConfigError
 ) -> dict[str, Any]:
     """``["bench.items=5", "name=exp"]`` → ``{"bench.items": 5, "name": "exp"}`` (a later pair wins).
+
+    Pairs already parsed (the :class:`Assignment` values of a command's ``--set``) are taken as they are.
 
     >>> parse_assignments(["bench.items=5", "name=exp", "agentwrite.sampling={repeat_penalty = 1.15}"])
     {'bench.items': 5, 'name': 'exp', 'agentwrite.sampling': {'repeat_penalty': 1.15}}
     """
-    return dict(parse_assignment(pair, option=option, error=error) for pair in pairs)
+    return dict(
+        pair if isinstance(pair, Assignment) else parse_assignment(pair, option=option, error=error) for pair in pairs
+    )
 
 
 def apply_assignments(values: dict[str, Any], assignments: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
-import logging
 import signal
 import threading
 from pathlib import Path
@@ -119,7 +118,6 @@ def up(
     from lw_serve.backends import default_backend
     from lw_serve.server import Server
 
-    logging.basicConfig(level=logging.WARNING)
     key = api_key(api_key_env, api_key_file, default_env=SERVER_KEY_ENV)
     resolved = resolve_model(model, name=name)
     chosen = _backend(backend or default_backend(resolved).name, threads=threads, ctx_size=ctx_size,
