@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from lw_core.cli import new_app, user_errors
+from lw_core.cli import Assignments, new_app, user_errors
+from lw_core.config import Assignment, describe_fields
 from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 
-from lw_train.config import GRPOConfig, RewardSpec
+from lw_train.config import DPOConfig, GRPOConfig, LoraSettings, RewardSpec, SFTConfig
 from lw_train.packing import Strategy
 
 app = new_app(
@@ -65,56 +66,65 @@ def pack(
 
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="config file (.toml, .yaml or .json); see recipes/")]
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="override a config key: --set max_steps=2 (repeatable; lora.r=8)")
-]
 ResumeOption = Annotated[bool, typer.Option("--resume", help="continue from the last finished checkpoint")]
 
 
-@app.command()
+def _keys(model: type[BaseModel]) -> str:
+    """Every key of a config model with its default and description, for a command's --help."""
+    rows = describe_fields(model)
+    return "\n\n".join(
+        escape(f"{name} ({'' if d == 'required' else 'default '}{d}): {text}".rstrip(": ")) for name, d, text in rows
+    )
+
+
+def _help(summary: str, model: type[BaseModel]) -> str:
+    return f"{summary}\n\nConfig keys (set in the file or with --set KEY=VALUE):\n\n{_keys(model)}"
+
+
+@app.command(
+    help=_help(
+        "Packed SFT on lw SFT records: the final model is written to output_dir, with summary.json and log.jsonl.",
+        SFTConfig,
+    )
+    + "\n\nlora, when set: "
+    + _keys(LoraSettings).replace("\n\n", "; ")
+)
 @user_errors
-def sft(config: ConfigOption, set_: SetOption = None, resume: ResumeOption = False) -> None:
-    """Packed SFT on lw SFT records: the final model is written to output_dir, with summary.json and log.jsonl."""
-    from lw_train import SFTConfig, train_sft
+def sft(config: ConfigOption, set_: Assignments = None, resume: ResumeOption = False) -> None:
+    from lw_train import train_sft
 
     result = train_sft(SFTConfig.from_file(config, _settings(set_, resume)))
     console.print(f"model: {result.output_dir}")
 
 
-@app.command()
+@app.command(
+    help=_help("DPO (TRL's DPOTrainer) on lw preference pairs; the final model is written to output_dir.", DPOConfig)
+)
 @user_errors
-def dpo(config: ConfigOption, set_: SetOption = None, resume: ResumeOption = False) -> None:
-    """DPO (TRL's DPOTrainer) on lw preference pairs; the final model is written to output_dir."""
-    from lw_train import DPOConfig, train_dpo
+def dpo(config: ConfigOption, set_: Assignments = None, resume: ResumeOption = False) -> None:
+    from lw_train import train_dpo
 
     result = train_dpo(DPOConfig.from_file(config, _settings(set_, resume)))
     console.print(f"model: {result.output_dir}")
 
 
-def _keys(model: type[BaseModel]) -> str:
-    """Every key of a config model with its default and description, for a command's --help."""
-    lines = []
-    for name, field in model.model_fields.items():
-        value = field.get_default(call_default_factory=True)
-        shown = [v.model_dump(exclude_none=True) for v in value] if isinstance(value, list) else value
-        default = "required" if field.is_required() else f"default {json.dumps(shown, default=str)}"
-        lines.append(escape(f"{name} ({default}): {field.description or ''}".rstrip(": ")))
-    return "\n\n".join(lines)
-
-
 @app.command(
-    help="GRPO (TRL's GRPOTrainer) on lw Instruction prompts with rewards named by import string (default: "
-    "lw-bench's length and repetition rewards); the final model is written to output_dir with summary.json, "
-    "log.jsonl (reward parts, completion lengths, degenerate share per step), completions.jsonl and rewards.png."
-    "\n\nConfig keys:\n\n" + _keys(GRPOConfig) + "\n\nEach entry of rewards: " + _keys(RewardSpec).replace("\n\n", "; ")
+    help=_help(
+        "GRPO (TRL's GRPOTrainer) on lw Instruction prompts with rewards named by import string (default: "
+        "lw-bench's length and repetition rewards); the final model is written to output_dir with summary.json, "
+        "log.jsonl (reward parts, completion lengths, degenerate share per step), completions.jsonl and rewards.png.",
+        GRPOConfig,
+    )
+    + "\n\nEach entry of rewards: "
+    + _keys(RewardSpec).replace("\n\n", "; ")
 )
 @user_errors
-def grpo(config: ConfigOption, set_: SetOption = None, resume: ResumeOption = False) -> None:
+def grpo(config: ConfigOption, set_: Assignments = None, resume: ResumeOption = False) -> None:
     from lw_train import train_grpo
 
     result = train_grpo(GRPOConfig.from_file(config, _settings(set_, resume)))
     console.print(f"model: {result.output_dir}")
 
 
-def _settings(overrides: list[str] | None, resume: bool) -> tuple[str, ...]:
-    return (*(overrides or ()), "resume=true") if resume else tuple(overrides or ())
+def _settings(overrides: list[Assignment] | None, resume: bool) -> list[Assignment]:
+    return [*(overrides or ()), *([Assignment("resume", True)] if resume else [])]

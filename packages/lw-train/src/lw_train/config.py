@@ -1,19 +1,21 @@
-"""Training configs: pydantic models read from TOML, YAML or JSON, with ``key=value`` overrides.
+"""Training configs: pydantic models read from TOML, YAML or JSON, with ``--set KEY=VALUE`` overrides.
 
+Read by lw-core's one loader (:mod:`lw_core.config`: the same files and ``--set`` grammar as ``lw reproduce``).
 Unknown keys are errors (a typo such as ``learning_rte`` must not train with the default silently); every error
-names the file and the field. Defaults are the paper's hyperparameters; packing and loss weighting default to
-ours (see the README's original | ours | why table); ``recipes/longwriter-sft.toml`` is the original throughout.
+names the file (or the ``--set``) and the field. Defaults are the paper's hyperparameters; packing and loss
+weighting default to ours (see the README's original | ours | why table); ``recipes/longwriter-sft.toml`` is the
+original throughout.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from lw_core.config import Assignment, apply_assignments, parse_assignments, read_config, validate_config
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from .errors import ConfigError
 from .packing import Strategy
@@ -37,10 +39,12 @@ class _Strict(BaseModel):
 class LoraSettings(_Strict):
     """LoRA adapters (peft) instead of full fine-tuning; the final model is saved merged."""
 
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] | str = "all-linear"
+    r: int = Field(16, ge=1, description="rank of the adapter matrices")
+    alpha: int = Field(32, ge=1, description="scaling numerator (the update is scaled by alpha / r)")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="dropout on the adapters' input")
+    target_modules: list[str] | str = Field(
+        "all-linear", description="module names to adapt, or 'all-linear' (peft's every linear layer but the head)"
+    )
 
 
 class _TrainConfig(_Strict):
@@ -74,27 +78,22 @@ class _TrainConfig(_Strict):
     _source: Path | None = PrivateAttr(None)
 
     @classmethod
-    def from_file(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Self:
-        """Read ``path`` (``.toml``, ``.yaml``/``.yml`` or ``.json``) and apply ``key=value`` overrides.
+    def from_file(cls, path: str | Path, overrides: Iterable[str | Assignment] = ()) -> Self:
+        """Read ``path`` (``.toml``, ``.yaml``/``.yml`` or ``.json``) and apply ``KEY=VALUE`` overrides.
 
-        Dotted keys reach nested settings (``lora.r=8``). Relative paths are relative to the current directory.
+        Overrides follow lw's one grammar (:mod:`lw_core.config`): TOML values, a bare word is text, dotted keys
+        reach nested settings (``lora.r=8``), ``KEY=`` removes a key. Relative paths are relative to the current
+        directory.
         """
         path = Path(path)
-        values = _read(path)
-        for override in overrides:
-            key, sep, raw = override.partition("=")
-            if not sep or not key.strip():
-                raise ConfigError(f"--set {override!r}: expected key=value (e.g. --set max_steps=2)")
-            _assign(values, key.strip().split("."), _parse_value(raw.strip()))
-        return cls.validated(values, source=path)
+        assigned = parse_assignments(overrides, error=ConfigError)
+        values = apply_assignments(read_config(path, error=ConfigError), assigned)
+        return cls.validated(values, source=path, assigned=assigned)
 
     @classmethod
-    def validated(cls, values: dict[str, Any], *, source: Path | None = None) -> Self:
-        """Validate a dict, turning pydantic's errors into one ConfigError naming the file and field."""
-        try:
-            config = cls.model_validate(values)
-        except ValidationError as error:
-            raise ConfigError(_explain(error, cls, source)) from None
+    def validated(cls, values: dict[str, Any], *, source: Path | None = None, assigned: Iterable[str] = ()) -> Self:
+        """Validate a dict, turning pydantic's errors into one ConfigError naming the file (or ``--set``) and field."""
+        config = validate_config(cls, values, source=source, assigned=assigned, error=ConfigError)
         config._source = source
         return config
 
@@ -118,14 +117,20 @@ class SFTConfig(_TrainConfig):
     """
 
     max_tokens: int = Field(32_768, ge=8, description="tokens per packed row; longer samples are dropped")
-    packing: Strategy = "bfd"
+    packing: Strategy = Field(
+        "bfd", description="bins of samples: bfd (best fit, ours), nextfit (the original), sorted-nextfit, none"
+    )
     order: Order = Field(
         "grouped",
         description="grouped: steps of similar-size bins, reshuffled every epoch; original: the bins in packing "
         "order every epoch, the last (partial) one dropped, as THUDM/LongWriter's sort_and_group.py and trainer",
     )
     packs_per_device: int = Field(1, ge=1, description="bins per micro-batch (all become one packed row)")
-    loss_reduction: Reduction = "sequence"
+    loss_reduction: Reduction = Field(
+        "sequence",
+        description="sequence: every sample weighs the same (LongAlign's weighting, ours); token: every token does; "
+        "longwriter: the released code's --pack_loss (each row's token mean scaled by its samples / 30)",
+    )
     prompt_format: PromptFormat = Field(
         "template",
         description="template: the tokenizer's chat template; llama-inst / glm4: the released LongWriter models' "
@@ -139,20 +144,22 @@ class SFTConfig(_TrainConfig):
         "attention with a document-causal block mask; varlen: torch's FlashAttention varlen kernels (torch >= 2.9, "
         "bf16); both CUDA only",
     )
-    pad_to_multiple_of: int | None = Field(64, ge=1)
-    loss_chunk_size: int = Field(1024, ge=1)
+    pad_to_multiple_of: int | None = Field(64, ge=1, description="pad packed rows to a multiple of this (GPU kernels)")
+    loss_chunk_size: int = Field(1024, ge=1, description="tokens per chunk of the loss (bounds the logits' memory)")
 
 
 class DPOConfig(_TrainConfig):
     """DPO with TRL's DPOTrainer on lw preference pairs (conversational ``prompt``/``chosen``/``rejected``)."""
 
-    learning_rate: float = Field(1e-6, gt=0)
+    learning_rate: float = Field(1e-6, gt=0, description="peak learning rate (AdamW)")
     max_tokens: int = Field(32_768, ge=8, description="prompt + answer tokens; longer pairs are dropped")
-    beta: float = Field(0.1, gt=0)
-    loss_type: str = "sigmoid"
+    beta: float = Field(0.1, gt=0, description="DPO's beta: how far the policy may move from the reference")
+    loss_type: str = Field("sigmoid", description="TRL's DPO loss: sigmoid (the DPO paper's), ipo, hinge, ...")
     sft_weight: float = Field(0.0, ge=0.0, description="add TRL's 'sft' loss on the chosen answer with this weight")
-    pairs_per_device: int = Field(1, ge=1)
-    precompute_ref_log_probs: bool = False
+    pairs_per_device: int = Field(1, ge=1, description="preference pairs per rank per micro-step")
+    precompute_ref_log_probs: bool = Field(
+        False, description="score every pair with the reference model once before training (frees its memory)"
+    )
 
 
 #: The default rewards of a GRPO run: lw-bench's length reward and repetition penalty, weight 1 each
@@ -242,56 +249,3 @@ class GRPOConfig(_TrainConfig):
     save_completions: bool = Field(
         True, description="append every rollout (step, id, required length, words, text) to completions.jsonl"
     )
-
-
-def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".toml":
-            values: Any = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml  # type: ignore[import-untyped]
-
-            values = yaml.safe_load(text) or {}
-        elif path.suffix == ".json":
-            values = json.loads(text)
-        else:
-            raise ConfigError(f"{path}: unknown config format {path.suffix!r}; use .toml, .yaml or .json")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as error:
-        raise ConfigError(f"{path}: cannot parse: {error}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a table of key = value settings, got {type(values).__name__}")
-    return values
-
-
-def _parse_value(raw: str) -> Any:
-    """JSON for lists, tables and null; anything else stays a string that pydantic converts to the field's type."""
-    if raw == "null" or raw.startswith(("[", "{")):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            return raw
-    return raw
-
-
-def _assign(values: dict[str, Any], keys: list[str], value: Any) -> None:
-    for key in keys[:-1]:
-        nested = values.get(key)
-        if not isinstance(nested, dict):
-            nested = values[key] = {}
-        values = nested
-    values[keys[-1]] = value
-
-
-def _explain(error: ValidationError, cls: type[BaseModel], source: Path | None) -> str:
-    first = error.errors()[0]
-    field = ".".join(str(p) for p in first["loc"])
-    where = f"{source or 'config'}: field '{field}'"
-    if first["type"] == "extra_forbidden":
-        known = ", ".join(sorted(cls.model_fields))
-        return f"{where}: unknown key (a typo?); known keys: {known}"
-    if first["type"] == "missing":
-        return f"{where}: required; set it in the file or with --set {field}=..."
-    return f"{where}: {first['msg']} (got {first.get('input')!r})"

@@ -6,6 +6,7 @@ Pure Python (no torch), so ``import lw_train`` can export every error eagerly.
 from __future__ import annotations
 
 from lw_core import LWError
+from lw_core.config import ConfigError as CoreConfigError
 
 __all__ = ["CollatorError", "ConfigError", "LossError", "PackingError", "TokenizationError", "TrainError"]
 
@@ -30,5 +31,8 @@ class TokenizationError(TrainError):
     """A record cannot be tokenized as asked (bad messages, unusable chat template, over-long with 'error')."""
 
 
-class ConfigError(TrainError):
-    """A training config or its data is unusable; the message names the file and the field, and what to do."""
+class ConfigError(TrainError, CoreConfigError):
+    """A training config or its data is unusable; the message names the file and the field, and what to do.
+
+    Also a :class:`lw_core.config.ConfigError`, which every lw package's configuration errors are.
+    """
