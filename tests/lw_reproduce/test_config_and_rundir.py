@@ -1,7 +1,8 @@
 from pathlib import Path
 
 import pytest
-from lw_reproduce.config import PROFILES, ConfigError, ReproduceConfig, parse_assignments, profile_path
+from lw_core.config import parse_assignments
+from lw_reproduce.config import PROFILES, ConfigError, ReproduceConfig, profile_path
 from lw_reproduce.pipeline import PipelineError, selected_stages
 from lw_reproduce.rundir import RunDir, RunDirError
 
@@ -49,8 +50,8 @@ def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
 def test_assignments_are_typed_like_toml() -> None:
     values = parse_assignments(["bench.items=5", "bench.top_p=0.8", "train.enabled=false", "name=exp", "x.y=[1, 2]"])
     assert values == {"bench.items": 5, "bench.top_p": 0.8, "train.enabled": False, "name": "exp", "x.y": [1, 2]}
-    with pytest.raises(ConfigError, match="expected key=value"):
-        parse_assignments(["items"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_assignments(["items"], error=ConfigError)
 
 
 def test_stage_selection_follows_the_enabled_sections() -> None:
@@ -85,3 +86,40 @@ def test_run_folder_resumes_same_config_and_refuses_another(tmp_path: Path) -> N
     assert RunDir.existing(tmp_path, "r").config == other
     with pytest.raises(RunDirError, match="not a run folder"):
         RunDir.existing(tmp_path, "nope")
+
+
+#: Each profile's configuration hash before the data section became lw-data's SFTFilters (main 131073f): run folders
+#: made then must resume, so deriving the section may not change any profile's hash.
+HASHES_BEFORE = {"smoke": "adc8259c8d3c65d8", "cpu": "32048793ce0108d7", "paper": "fb864254a15648f6"}
+#: The filters the data stage built field by field before (the profiles' values, lw-data's defaults for the rest).
+FILTERS_BEFORE = {
+    "smoke": {"min_words": 50, "strip_plan_echo": True},
+    "cpu": {"min_words": 50, "strip_plan_echo": True, "strip_task_talk": True},
+    "paper": {"min_words": 2000, "keep_truncated": True},
+}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_data_section_is_lw_datas_filters_with_each_profiles_values_unchanged(profile: str) -> None:
+    from lw_data import SFTFilters
+
+    config = ReproduceConfig.load(profile)
+    assert isinstance(config.data, SFTFilters)
+    assert config.data.filters() == SFTFilters(**FILTERS_BEFORE[profile])
+    assert config.data.filters(plan_augmented=True) == SFTFilters(**FILTERS_BEFORE[profile], plan_augmented=True)
+    assert config.digest() == HASHES_BEFORE[profile]
+    assert ReproduceConfig.load(profile, None, {"data.max_length_ratio": 3.0}).digest() != HASHES_BEFORE[profile]
+
+
+def test_the_data_section_takes_every_filter_and_refuses_plan_augmented(tmp_path: Path) -> None:
+    from lw_core import REPETITION_THRESHOLD
+
+    config = ReproduceConfig.load("cpu", None, {"data.max_words": 900, "data.system_prompt": "You write."})
+    assert config.data.filters().max_words == 900 and config.data.filters().system_prompt == "You write."
+    assert config.data.max_repetition == REPETITION_THRESHOLD  # one home for the threshold
+    with pytest.raises(ConfigError, match=r"--set data.plan_augmented: field 'data.plan_augmented': .*plan_sft"):
+        ReproduceConfig.load("cpu", None, {"data.plan_augmented": True})
+    toml = tmp_path / "run.toml"
+    toml.write_text("[data]\nngramz = 3\n")
+    with pytest.raises(ConfigError, match=r"run.toml: field 'data.ngramz': unknown key"):
+        ReproduceConfig.load("cpu", toml)

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from lw_agentwrite.cli import app as agentwrite_app
 from lw_bench.cli import app as bench_app
-from lw_core.cli import App, Verbose, configure_logging, new_app, user_errors
+from lw_core.cli import App, Assignments, Verbose, configure_logging, new_app, user_errors
 from lw_data.cli import app as data_app
 from lw_serve.cli import app as serve_app
 from lw_train.cli import app as train_app
@@ -47,7 +47,7 @@ def reproduce(
     ctx: typer.Context,
     profile: str = typer.Option("smoke", help="smoke (pipeline check), cpu (the 2-core demonstration) or paper (GPUs)"),
     config: Path | None = typer.Option(None, "--config", "-c", help="TOML or YAML file over the profile"),
-    assignments: list[str] = typer.Option([], "--set", help="KEY=VALUE over the file, e.g. --set bench.items=5"),
+    assignments: Assignments = None,
     name: str | None = typer.Option(None, help="run folder name under --runs (default: the profile's)"),
     runs: Path = typer.Option(Path("runs"), help="where run folders go"),
     start: str | None = typer.Option(None, "--from", help="first stage to run (earlier ones must be done)"),
@@ -62,12 +62,14 @@ def reproduce(
     """Run (or resume) a profile; `lw reproduce status` shows where a run stands."""
     if ctx.invoked_subcommand is not None:
         return
-    from lw_reproduce.config import ReproduceConfig, parse_assignments
+    from lw_core.config import parse_assignments
+
+    from lw_reproduce.config import ReproduceConfig
     from lw_reproduce.pipeline import reproduce as run_pipeline
     from lw_reproduce.pipeline import selected_stages
 
     configure_logging(verbose, default=logging.INFO)  # a run's log keeps the stages' info lines
-    overrides = parse_assignments(assignments)
+    overrides = parse_assignments(assignments or ())
     if name is not None:
         overrides["name"] = name
     if bench_data_dir is not None and bench_data_dir.is_dir():

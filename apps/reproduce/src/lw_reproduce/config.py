@@ -1,7 +1,8 @@
 """What `lw reproduce` runs: a profile (smoke, cpu, paper), then a user's TOML/YAML file, then ``--set`` flags.
 
-Every section is a strict pydantic model: an unknown key is an error naming the file and the field, so a typo never
-runs with a default silently. The run folder is keyed by :meth:`ReproduceConfig.digest` (everything that changes
+Read by lw-core's one loader (:mod:`lw_core.config`: the same files and ``--set`` grammar as ``lw-train``). Every
+section is a strict pydantic model: an unknown key is an error naming the file and the field, so a typo never runs
+with a default silently. The run folder is keyed by :meth:`ReproduceConfig.digest` (everything that changes
 results), so a changed configuration never resumes from another configuration's outputs.
 """
 
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from lw_core.config import apply_assignments, merge, read_config, validate_config
+from lw_data import SFTFilters
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lw_reproduce.errors import ConfigError
 from lw_reproduce.grpo_stage import GRPOSection
@@ -72,28 +75,34 @@ class AgentWriteSection(_Section):
     general_max_tokens: int = Field(512, ge=16, description="token cap of a direct answer to a general instruction")
 
 
-class DataSection(_Section):
-    """lw-data's SFT filters and the mix with general chats."""
+class DataSection(SFTFilters):
+    """lw-data's SFT filters (:class:`lw_data.SFTFilters`: its fields, defaults and checks), and the mix with
+    general chats. ``max_repetition`` is also what counts as a degenerate benchmark output in the report.
 
-    min_words: int = Field(100, ge=0, description="drop shorter documents")
-    max_repetition: float = Field(
-        0.3,
-        ge=0,
-        le=1,
-        description="drop documents with a higher repeated 4-gram ratio; also what counts as a "
-        "degenerate benchmark output",
-    )
-    keep_truncated: bool = Field(False, description="keep documents cut by a token cap")
-    strip_plan_echo: bool = Field(False, description="cut plan labels a teacher copied into its sections (ours)")
-    strip_task_talk: bool = Field(
-        False, description="cut sentences in which a teacher talks about its task, e.g. a rewrite (ours)"
-    )
-    strip_headings: bool = Field(False, description="remove section headings from the answers (ours)")
-    relabel_length: bool = Field(
-        False, description="hindsight relabelling: each instruction asks for the words its answer has (ours)"
-    )
+    ``plan_augmented`` is not set here: the plan-augmented SFT is a stage of its own (``plan_sft.enabled``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
     long_fraction: float = Field(1.0, gt=0, le=1, description="share of long-writing records in the training mix")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the mix")
+
+    @field_validator("plan_augmented")
+    @classmethod
+    def _plan_augmented_is_its_own_stage(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("the plan-augmented SFT is a stage of its own: set plan_sft.enabled = true instead")
+        return value
+
+    def filters(self, *, plan_augmented: bool = False) -> SFTFilters:
+        """The lw-data filters of this section (for the SFT data, or with ``plan_augmented`` for plan_sft's)."""
+        values = self.model_dump(include=set(SFTFilters.model_fields))
+        return SFTFilters.model_validate({**values, "plan_augmented": plan_augmented})
+
+
+#: SFTFilters fields the data section gained when it became SFTFilters (it had a mirror of some before): hashed only
+#: when set away from lw-data's default, so run folders made before keep their configuration hash and resume.
+_DATA_FIELDS_ADDED = ("max_words", "min_length_ratio", "max_length_ratio", "ngram", "plan_augmented", "system_prompt")
 
 
 class TrainSection(_Section):
@@ -220,24 +229,21 @@ class ReproduceConfig(_Section):
 
     @classmethod
     def load(
-        cls, profile: str = "smoke", path: Path | None = None, overrides: dict[str, Any] | None = None
+        cls, profile: str = "smoke", path: Path | None = None, overrides: Mapping[str, Any] | None = None
     ) -> ReproduceConfig:
-        """The profile's values, updated by the file at ``path``, then by dotted ``overrides`` (flags win)."""
+        """The profile's values, updated by the file at ``path``, then by dotted ``overrides`` (flags win).
+
+        ``overrides`` are ``--set`` assignments (:func:`lw_core.config.parse_assignments`); a None value is skipped.
+        """
         data = _profile(profile)
         data["profile"] = profile
         data.setdefault("name", profile)
         if path is not None:
-            _merge(data, _read(path))
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                _assign(data, key.split("."), value)
+            merge(data, read_config(path, error=ConfigError))
+        assigned = {key: value for key, value in (overrides or {}).items() if value is not None}
+        apply_assignments(data, assigned)
         where = str(path) if path is not None else f"profile {profile!r}"
-        try:
-            config = cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{where}: field '{field}': {first['msg']}") from None
+        config = validate_config(cls, data, source=where, assigned=assigned, error=ConfigError)
         config.check_train_settings(where)
         return config
 
@@ -259,9 +265,16 @@ class ReproduceConfig(_Section):
         """Hash of everything that changes results: not the run's name and purpose, nor where an endpoint listens,
         its key's variable, its concurrency or threads (a server moved to another port resumes the same run)."""
         where = {"base_url", "api_key_env", "concurrency", "threads"}
-        payload = self.model_dump(
-            mode="json", exclude={"name": True, "purpose": True, "teacher": where, "student": where, "judge": where}
-        )
+        added = {f for f in _DATA_FIELDS_ADDED if getattr(self.data, f) == SFTFilters.model_fields[f].default}
+        exclude: dict[str, bool | set[str]] = {
+            "name": True,
+            "purpose": True,
+            "teacher": where,
+            "student": where,
+            "judge": where,
+            "data": added,
+        }
+        payload = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -273,55 +286,4 @@ def profile_path(name: str) -> Path:
 
 
 def _profile(name: str) -> dict[str, Any]:
-    return _read(profile_path(name))
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix in (".yaml", ".yml"):
-            import yaml  # type: ignore[import-untyped]
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = tomllib.loads(text)
-    except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read the configuration: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a table of settings, got {type(data).__name__}")
-    return data
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-
-
-def _assign(data: dict[str, Any], keys: list[str], value: Any) -> None:
-    for key in keys[:-1]:
-        nested = data.get(key)
-        if not isinstance(nested, dict):
-            nested = data[key] = {}
-        data = nested
-    data[keys[-1]] = value
-
-
-def parse_assignments(pairs: list[str]) -> dict[str, Any]:
-    """``["bench.items=5", "train.settings.max_steps=2"]`` → dotted keys with TOML-typed values.
-
-    >>> parse_assignments(["bench.items=5", "name=exp", "agentwrite.sampling={repeat_penalty = 1.15}"])
-    {'bench.items': 5, 'name': 'exp', 'agentwrite.sampling': {'repeat_penalty': 1.15}}
-    """
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set bench.items=5")
-        try:
-            values[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            values[key.strip()] = raw.strip()  # a bare string
-    return values
+    return read_config(profile_path(name), error=ConfigError)

@@ -9,6 +9,7 @@ True
 from __future__ import annotations
 
 from lw_core import LWError
+from lw_core.config import ConfigError as CoreConfigError
 
 __all__ = ["ConfigError", "PipelineError", "ReproduceError", "RunDirError"]
 
@@ -17,8 +18,9 @@ class ReproduceError(LWError):
     """Base of every error ``lw reproduce`` raises on purpose."""
 
 
-class ConfigError(ReproduceError):
-    """The configuration file or a flag is invalid; the message names the file and the field."""
+class ConfigError(ReproduceError, CoreConfigError):
+    """The configuration file or a flag is invalid; the message names the file and the field (also a
+    :class:`lw_core.config.ConfigError`)."""
 
 
 class RunDirError(ReproduceError):

@@ -234,19 +234,10 @@ class _Pipeline:
 
     def _sft_data(self, folder: Path, *, plan_augmented: bool) -> dict[str, Any]:
         """The documents as lw-data's filtered SFT records, mixed with the general chats, in ``train.jsonl``."""
-        from lw_data import SFTFilters, build_sft_file, mix, plot, read_table, write_table
+        from lw_data import build_sft_file, mix, plot, read_table, write_table
 
         section = self.config.data
-        filters = SFTFilters(
-            min_words=section.min_words,
-            max_repetition=section.max_repetition,
-            keep_truncated=section.keep_truncated,
-            strip_plan_echo=section.strip_plan_echo,
-            strip_task_talk=section.strip_task_talk,
-            strip_headings=section.strip_headings,
-            relabel_length=section.relabel_length,
-            plan_augmented=plan_augmented,
-        )
+        filters = section.filters(plan_augmented=plan_augmented)
         summary: dict[str, Any] = {}
         long_files = []
         for source in ("documents", "direct"):
