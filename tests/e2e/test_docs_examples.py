@@ -212,7 +212,15 @@ def _consume(command: Any, args: list[str], path: list[str], *, elided: bool) ->
 
 def _value_problem(param: Any, value: str) -> str | None:
     """Why ``value`` is not a valid value of the typer option ``param`` (a choice, a number...), or None."""
-    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    descriptor = getattr(param, "type_descriptor", None)
+    parser = getattr(getattr(descriptor, "parameter_info", None), "parser", None)
+    if parser is not None:  # the option's own parser (e.g. --set's KEY=VALUE grammar) reads the value
+        try:
+            parser(value)
+        except Exception as error:
+            return str(getattr(error, "message", None) or error)
+        return None
+    annotation = getattr(descriptor, "annotation", None)
     if annotation is None:
         return None
     if param.multiple and typing.get_origin(annotation) is list:

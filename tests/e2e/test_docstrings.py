@@ -32,7 +32,6 @@ WITHOUT_EXAMPLES: frozenset[str] = frozenset(
         "lw_train.dpo",
         "lw_train.errors",
         "lw_train.loss",
-        "lw_train.tokenization",
     }
 )
 

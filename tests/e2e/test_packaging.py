@@ -81,6 +81,7 @@ print("ok")
 NOT_IMPORTED = {
     "lw-data": {"pyarrow": "polars needs it for to_arrow, whose buffers the numba kernels read"},
     "lw-train": {"accelerate": "transformers' Trainer needs it at run time"},
+    "lw-reproduce": {"pyyaml": "lw_core.config reads a .yaml profile or --config with it"},
 }
 
 

@@ -51,9 +51,10 @@ def test_bad_key_options_and_values_are_one_red_line(tmp_path: Path, scripted: S
     for extra, message in (
         (["--api-key-file", str(empty)], "holds no key"),
         (["--api-key-env", "LW_TEST_UNSET_KEY"], "LW_TEST_UNSET_KEY: the variable is not set"),
-        (["--sampling", "repeat_penalty"], "expected KEY=VALUE"),
         (["--shard", "3/2"], "expected I/N"),
     ):
         result = runner.invoke(app, [*args, *extra], env={"LW_TEST_UNSET_KEY": None})
         assert result.exit_code == 1 and message in result.stderr and "Traceback" not in result.output, extra
+    malformed = runner.invoke(app, [*args, "--sampling", "repeat_penalty"])  # lw's KEY=VALUE grammar: a usage error
+    assert malformed.exit_code == 2 and "expected KEY=VALUE" in malformed.output
     assert not (tmp_path / "o.jsonl").exists()  # nothing was started

@@ -154,5 +154,5 @@ def test_cli_runs_the_paper_preset_with_server_sampling(paper_prompts: Path, tmp
     assert len(server.calls) == 6 and all(
         (c["temperature"], c["max_tokens"], c["repeat_penalty"]) == (1.0, 4096, 1.15) for c in server.calls
     )
-    assert bad.returncode == 1 and "expected KEY=VALUE" in bad.stderr
+    assert bad.returncode == 2 and "expected KEY=VALUE" in bad.stderr  # a usage error, as every KEY=VALUE option's
     assert unknown.returncode == 1 and "expected one of: paper, lw" in unknown.stderr

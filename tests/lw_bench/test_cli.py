@@ -68,7 +68,7 @@ def test_predict_judge_score_report_pipeline(
             str(pred),
             "--judgments",
             str(judged),
-            "--out-dir",
+            "--out",
             str(out),
             "--compare",
             str(tmp_path / "s.json"),
@@ -98,7 +98,7 @@ def test_ruler_writes_predictions_and_a_length_report(
                 str(data_dir),
                 "--limit",
                 "2",
-                "--out-dir",
+                "--out",
                 str(tmp_path),
                 "--max-tokens",
                 "50",
@@ -117,7 +117,7 @@ def test_ruler_writes_predictions_and_a_length_report(
     [
         (["score", "--predictions", "{bad}"], "invalid JSON"),
         (["predict", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--out", "x", "--data", "nope"], "neither"),
-        (["report", "--predictions", "{good}", "--out-dir", "{tmp}", "--compare", "{bad}"], "not a lw-bench report"),
+        (["report", "--predictions", "{good}", "--out", "{tmp}", "--compare", "{bad}"], "not a lw-bench report"),
     ],
 )
 def test_user_errors_exit_1_with_a_message_and_no_traceback(tmp_path: Path, args: list[str], message: str) -> None:

@@ -111,11 +111,17 @@ def test_up_serves_until_sigterm_then_leaves_nothing(tmp_path: Path) -> None:
 def test_bench_writes_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", "--backend", "llamacpp", "--streams", "1,2", "--max-tokens", "4",
-                                 "--json", str(out)])  # fmt: skip
+                                 "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
     assert [f["streams"] for f in figures] == [1, 2]
     assert all(f["tokens"] == 4 * f["streams"] and f["aggregate_tok_s"] > 0 for f in figures)
+
+
+def test_bench_json_file_is_the_old_spelling_of_out() -> None:
+    result = runner.invoke(app, ["bench", "--streams", "0", "--json", "figures.json"])
+    assert "--json FILE is deprecated, use --out" in result.stderr
+    assert result.exit_code == 2  # the bad --streams, checked before any server starts
 
 
 @pytest.mark.parametrize("streams", ["1,x", "0", "", "4,,8", "-1", "2.5"])

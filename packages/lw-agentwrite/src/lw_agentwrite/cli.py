@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,11 +14,13 @@ from lw_core.cli import (
     BaseUrl,
     JsonSchema,
     Model,
+    assignment,
     chat_client,
     new_app,
     progress_bar,
     user_errors,
 )
+from lw_core.config import UNSET, Assignment
 from rich.console import Console
 
 from lw_agentwrite.agent import AgentWrite, preset_sampling
@@ -33,7 +34,9 @@ app = new_app(
 err = Console(stderr=True)
 
 InPath = Annotated[Path, typer.Option("--in", help="Instructions JSONL (lw_core.Instruction: prompt, length, ...).")]
-OutPath = Annotated[Path, typer.Option("--out", help="Output JSONL, appended to; finished ids are skipped on resume.")]
+OutPath = Annotated[
+    Path, typer.Option("--out", "-o", help="Output JSONL, appended to; finished ids are skipped on resume.")
+]
 Preset = Annotated[
     str,
     typer.Option(
@@ -54,10 +57,12 @@ MaxSectionTokens = Annotated[
 ]
 Temperature = Annotated[float | None, typer.Option(min=0.0, help="Sampling temperature [default: the preset's].")]
 Sampling = Annotated[
-    list[str] | None,
+    list[Assignment] | None,
     typer.Option(
-        help="Server-specific sampling sent with every request, KEY=VALUE, repeatable "
-        "(e.g. llama.cpp's --sampling repeat_penalty=1.15)."
+        metavar="KEY=VALUE",
+        parser=assignment,
+        help="Server-specific sampling sent with every request, repeatable, the value in TOML as --set's "
+        "(e.g. llama.cpp's --sampling repeat_penalty=1.15).",
     ),
 ]
 RetryFailed = Annotated[
@@ -187,17 +192,14 @@ def _instructions(path: Path, shard: str | None) -> list[Instruction]:
     return instructions[int(index) :: int(count)]
 
 
-def _body(preset: str, sampling: list[str] | None) -> dict[str, Any]:
-    """The preset's server sampling, then ``--sampling KEY=VALUE`` pairs (JSON values where they parse)."""
+def _body(preset: str, sampling: list[Assignment] | None) -> dict[str, Any]:
+    """The preset's server sampling, then the ``--sampling KEY=VALUE`` pairs (lw's one value grammar)."""
     body: dict[str, Any] = dict(preset_sampling(preset))
-    for pair in sampling or ():
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise AgentWriteError(f"--sampling {pair!r}: expected KEY=VALUE, e.g. --sampling repeat_penalty=1.15")
-        try:
-            body[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            body[key.strip()] = value
+    for key, value in sampling or ():
+        if value is UNSET:
+            body.pop(key, None)
+        else:
+            body[key] = value
     return body
 
 

@@ -129,7 +129,7 @@ def _run_predict(
 def predict_command(
     base_url: BaseUrl,
     model: Model,
-    out: Annotated[Path, typer.Option("--out", help="predictions.jsonl (appended; resumes).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="predictions.jsonl (appended; resumes).")],
     data: Data = "longbench_write",
     data_dir: DataDir = None,
     max_tokens: AnswerTokens = 32768,
@@ -156,7 +156,7 @@ def judge_command(
     base_url: BaseUrl,
     model: Model,
     predictions: Annotated[Path, typer.Option("--predictions", exists=True, dir_okay=False, help="predictions.jsonl.")],
-    out: Annotated[Path, typer.Option("--out", help="judgments.jsonl (appended; resumes).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="judgments.jsonl (appended; resumes).")],
     preset: Annotated[
         JudgePreset,
         typer.Option(help="paper: the original judge.txt, reply read as eval_quality.py; lw: ours (see README)."),
@@ -207,7 +207,7 @@ def judge_command(
 def score_command(
     predictions: Annotated[Path, typer.Option("--predictions", exists=True, dir_okay=False)],
     judgments: Annotated[Path | None, typer.Option("--judgments", exists=True, dir_okay=False)] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the BenchReport JSON here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the BenchReport JSON here.")] = None,
     data: ItemSet = None,
     data_dir: DataDir = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset name shown in the report (default: --data).")] = None,
@@ -230,7 +230,7 @@ def score_command(
 @user_errors
 def report_command(
     predictions: Annotated[Path, typer.Option("--predictions", exists=True, dir_okay=False)],
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where report.md, report.json and report.png go.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md, report.json and report.png.")],
     judgments: Annotated[Path | None, typer.Option("--judgments", exists=True, dir_okay=False)] = None,
     compare: Annotated[
         list[Path] | None, typer.Option("--compare", exists=True, help="Other runs' report.json, side by side.")
@@ -266,7 +266,7 @@ def _read_report(path: Path) -> BenchReport:
 def ruler_command(
     base_url: BaseUrl,
     model: Model,
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Gets predictions.jsonl and report.{md,json,png}.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for predictions.jsonl and report.{md,json,png}")],
     data: Data = "longwrite_ruler",
     data_dir: DataDir = None,
     max_tokens: AnswerTokens = 32768,
@@ -321,7 +321,7 @@ def _labelled(values: list[str], option: str) -> dict[str, Path]:
 @user_errors
 def compare_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders (report.json or predictions.jsonl) or report.json.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for comparison.{md,json,png} (and ruler.png).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for comparison.{md,json,png} (and ruler.png).")],
     labels: Annotated[
         str | None, typer.Option(help="Comma-separated names, one per run in order, e.g. base,sft,dpo.")
     ] = None,

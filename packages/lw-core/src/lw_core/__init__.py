@@ -11,6 +11,7 @@ from lw_core.client import (
     json_schema_format,
     run_sync,
 )
+from lw_core.config import ConfigError
 from lw_core.data import DataFileError, data_dir, data_file
 from lw_core.errors import ClientError, LWError, RecordError
 from lw_core.jsonl import JsonlWriter, atomic_write, read_jsonl, write_jsonl
@@ -65,6 +66,7 @@ __all__ = [
     "ChatMessage",
     "ClientError",
     "Completion",
+    "ConfigError",
     "DataFileError",
     "Document",
     "Instruction",

@@ -89,8 +89,6 @@ JsonSchema = Annotated[
 ]
 Concurrency = Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight at once.")]
 
-#: The one name of "where results go" (a file or a folder), and its short form.
-OUT_OPTION = ("--out", "-o")
 #: Old spellings of ``--out``, accepted until the next release with a warning on stderr (:class:`App`).
 DEPRECATED_OUT = ("--output", "--out-dir", "--output-dir")
 #: The variable that sets the log level of every lw command (``debug``, ``info``, ``warning``, ``error``).

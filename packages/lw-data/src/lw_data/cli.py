@@ -13,7 +13,7 @@ from rich.table import Table
 app = new_app("lw-data", "Build LongWriter-style SFT data and DPO pairs, fast.")
 console = Console(stderr=True, soft_wrap=True)
 
-Output = Annotated[Path, typer.Option("--output", "-o", help="output file (.jsonl or .parquet)")]
+Output = Annotated[Path, typer.Option("--out", "-o", help="output file (.jsonl or .parquet)")]
 Seed = Annotated[int, typer.Option(help="random seed for sampling and shuffling")]
 
 
@@ -62,7 +62,7 @@ def instructions(
         Path | None,
         typer.Argument(help="prompts: .jsonl, .parquet, .csv or a saved HF dataset; none: generate instructions"),
     ] = None,
-    output: Annotated[Path, typer.Option("--output", "--out", "-o", help="output file (.jsonl or .parquet)")] = Path(
+    output: Annotated[Path, typer.Option("--out", "-o", help="output file (.jsonl or .parquet)")] = Path(
         "instructions.jsonl"
     ),
     dropped: Annotated[Path | None, typer.Option(help="where to write duplicates/empty prompts with reasons")] = None,
@@ -293,7 +293,7 @@ def build_dpo(
 def mix(
     long: Annotated[Path, typer.Argument(help="long-writing SFT chats (messages) or preference pairs")],
     general: Annotated[Path, typer.Argument(help="general data of the same kind")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="folder for train.jsonl and validation.jsonl")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="folder for train.jsonl and validation.jsonl")],
     long_fraction: Annotated[float, typer.Option(help="share of long-writing chats in the blend")] = 0.5,
     val_fraction: Annotated[float, typer.Option(help="share of prompts held out for validation")] = 0.01,
     seed: Seed = 0,
@@ -328,7 +328,7 @@ def stats(
 @user_errors
 def export(
     input: Annotated[str, typer.Argument(help="a table file or folder, or THUDM/LongWriter-6k (from the HF hub)")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="file (.jsonl/.parquet) or folder (--format hf)")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="file (.jsonl/.parquet) or folder (--format hf)")],
     format: Annotated[
         Literal["jsonl", "parquet", "hf"] | None,
         typer.Option(help="hf: datasets.save_to_disk [default: parquet for a .parquet output, else jsonl]"),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from lw_core import atomic_write
 from lw_core.cli import SERVER_KEY_ENV, ApiKeyFile, api_key, new_app, progress_bar, user_errors
 from rich.console import Console
 from rich.table import Table
@@ -203,11 +204,16 @@ def bench(
     max_tokens: Annotated[int, typer.Option(help="Tokens per request")] = 64,
     baseline: Annotated[bool, typer.Option(help="Also time in-process model.generate")] = False,
     repack: RepackOpt = RepackMode.auto,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures here as JSON")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the figures here as JSON")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", hidden=True, help="Deprecated: --out")] = None,
 ) -> None:
     """Tokens/s at N concurrent streams per backend (``transformers-cb`` = continuous batching)."""
     from lw_serve.bench import measure_client, measure_generate, parse_streams
     from lw_serve.server import Server
+
+    if json_out is not None:  # the old spelling of --out, for one release
+        err.print("[yellow]warning:[/yellow] lw-serve bench: --json FILE is deprecated, use --out", highlight=False)
+        out = out or json_out
 
     try:
         counts = parse_streams(streams)
@@ -227,8 +233,8 @@ def bench(
         for r in measure_generate(resolved.hf_folder(), counts, max_tokens):
             results.append(r)
             console.print(_row(r), highlight=False)
-    if json_out:
-        json_out.write_text(json.dumps([r.as_dict() for r in results], indent=2))
+    if out:
+        atomic_write(out, json.dumps([r.as_dict() for r in results], indent=2) + "\n")
 
 
 @app.command()

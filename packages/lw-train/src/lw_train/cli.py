@@ -35,7 +35,7 @@ def pack(
         Literal["drop", "truncate", "error"], typer.Option(help="samples over --max-tokens: drop, truncate or error")
     ] = "drop",
     num_ranks: Annotated[int, typer.Option(min=1, help="data-parallel ranks that must get equal step counts")] = 1,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the bins (JSON) here")] = None,
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="write the bins (JSON) here")] = None,
 ) -> None:
     """Tokenize (cached under $LW_HOME), pack into bins and report fill; optionally save the bins."""
     from lw_core.jsonl import atomic_write, read_jsonl
