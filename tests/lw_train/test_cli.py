@@ -87,3 +87,21 @@ def test_dpo_file_without_chosen_is_one_red_line(tiny_run, tmp_path):
     config.write_text(f"model: {model}\ndata: {pairs}\noutput_dir: {tmp_path / 'out'}\n")
     result = CliRunner().invoke(app, ["dpo", "--config", str(config)])
     _one_red_line(result, "pairs.jsonl:1: field 'chosen'")
+
+
+def test_the_training_progress_bar_is_drawn_on_stderr(tmp_path, capsys):
+    """stdout stays a command's result (e.g. JSON piped on); the bar and its loss go to stderr."""
+    from types import SimpleNamespace
+
+    from lw_train._run import ProgressAndLog, RunStats
+
+    callback = ProgressAndLog(tmp_path / "log.jsonl", RunStats(), show=True)
+    state = SimpleNamespace(is_world_process_zero=True, max_steps=2, global_step=0)
+    callback.on_train_begin(None, state, None)
+    state.global_step = 2
+    callback.on_log(None, state, None, logs={"loss": 1.25})
+    callback.on_step_end(None, state, None)
+    callback.on_train_end(None, state, None)
+    captured = capsys.readouterr()
+    assert "loss 1.2500" in captured.err and "2/2" in captured.err
+    assert captured.out == ""

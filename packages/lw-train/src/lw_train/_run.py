@@ -246,11 +246,12 @@ class ProgressAndLog(TrainerCallback):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
         self.stats.started = time.perf_counter()
         if state.is_world_process_zero and self.show:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._progress = Progress(
                 TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[status]}"),
+                TextColumn("{task.fields[status]}"), console=Console(stderr=True),  # stdout stays the command's result
             )  # fmt: skip
             self._progress.start()
             self._task = self._progress.add_task("train", total=state.max_steps, completed=state.global_step, status="")
