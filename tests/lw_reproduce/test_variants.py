@@ -122,6 +122,11 @@ def test_dry_run_lists_every_stage_with_its_minutes(monkeypatch: pytest.MonkeyPa
     assert "| yes |" in rows["dpo_data"] and "32 instructions x 4 samples, length only" in rows["dpo_data"]
     minutes = [float(rows[s].split("|")[3].replace(",", "")) for s in ("dpo_data", "dpo", "bench_dpo")]
     assert all(m > 5 for m in minutes) and "dpo_data → dpo → bench_dpo" in result.output
+    result = CliRunner().invoke(app, ["reproduce", "--profile", "cpu", "--dry-run", "--set", "grpo.enabled=true"])
+    rows = {line.split("|")[1].strip(): line for line in result.output.splitlines() if line.startswith("| ")}
+    grpo = float(rows["grpo"].split("|")[3].replace(",", ""))
+    assert grpo == pytest.approx(45 * 4 * 768 / 14.2 / 60, abs=1)  # the recipe's 45 steps of 4 capped completions
+    assert "45 steps x 4 completions" in rows["grpo"] and float(rows["bench_grpo"].split("|")[3]) > 5
 
 
 @pytest.mark.timeout(300)

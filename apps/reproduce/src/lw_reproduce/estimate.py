@@ -54,6 +54,9 @@ CPU_AGENTWRITE_MIN_PER_WORD = 28 / 27_850
 CPU_SFT_TOKENS_PER_S = 132.0
 #: TRL's DPOTrainer: ~20 s a step for 2 pairs of ~320 tokens, policy and reference (FACTS.md).
 CPU_DPO_TOKENS_PER_S = 64.0
+#: GRPO's rollouts by ``model.generate``, one thread: 14.2 completion tokens a second for a group of 4 at up to 768
+#: tokens (docs/benchmarks.md); a step waits for its longest completion, so the cap bounds it (training included).
+CPU_GRPO_ROLLOUT_TOKENS_PER_S = 14.2
 
 
 @dataclass
@@ -249,6 +252,10 @@ def cpu_minutes(config: ReproduceConfig, lengths: list[int], bench_lengths: list
         trained = f"{settings['max_steps']} steps"
     pair_tokens = 2 * (sum(dpo_lengths) / max(1, len(dpo_lengths))) * TOKENS_PER_WORD * (1 + TRAINED_OUTPUT) / 2
     judged = len(bench_lengths) * JUDGE_REPLY_TOKENS / CPU_STUDENT_TOKENS_PER_S / 60
+    grpo = config.grpo.settings
+    grpo_group, grpo_tokens = int(grpo.get("num_generations", 8)), int(grpo.get("max_completion_length", 1024))
+    grpo_steps = int(grpo.get("max_steps", -1))  # else a prompt a step, as a group of one prompt fills a step
+    grpo_steps = grpo_steps if grpo_steps > 0 else math.ceil(config.grpo.prompts * float(grpo.get("epochs", 1.0)))
     estimates = {
         "instructions": (0.0, "seeded generator or a file"),
         "agentwrite": (sum(lengths) / CPU_TEACHER_WORDS_PER_MIN + general, f"{CPU_TEACHER_WORDS_PER_MIN:g} words/min"),
@@ -269,6 +276,12 @@ def cpu_minutes(config: ReproduceConfig, lengths: list[int], bench_lengths: list
         ),
         "dpo": (pairs * pair_tokens / CPU_DPO_TOKENS_PER_S / 60, f"{trained} at {CPU_DPO_TOKENS_PER_S:g} tokens/s"),
         "bench_dpo": (bench(TRAINED_OUTPUT), "as bench_sft"),
+        "grpo": (
+            grpo_steps * grpo_group * grpo_tokens / CPU_GRPO_ROLLOUT_TOKENS_PER_S / 60,
+            f"at most: {grpo_steps} steps x {grpo_group} completions at the {grpo_tokens}-token cap, "
+            f"{CPU_GRPO_ROLLOUT_TOKENS_PER_S:g} tokens/s",
+        ),
+        "bench_grpo": (bench(TRAINED_OUTPUT), "as bench_sft"),
         "report": (0.0, "seconds"),
     }
     for name in ("dpo2_data", "dpo2", "bench_dpo2"):
