@@ -93,6 +93,8 @@ def serve_scripted(monkeypatch: pytest.MonkeyPatch, server: ScriptedServer) -> N
         return OpenAIChatClient(base_url=server.base_url, model=label, concurrency=2), lambda: None
 
     monkeypatch.setattr("lw_reproduce.pipeline._Pipeline._serve_student", serve)
+    # The scripted server plays every model, so the base needs no HF conversion of the embedded GGUF (nor the package).
+    monkeypatch.setattr("lw_reproduce.pipeline._Pipeline._base_folder", lambda self: "base-model")
 
 
 def test_stages_follow_the_switches_and_the_cpu_profile_is_unchanged() -> None:

@@ -185,7 +185,10 @@ def test_bad_configs_and_prompts_are_one_red_line_naming_file_and_field(grpo_run
     )
     no_length = tmp_path / "no_length.jsonl"
     no_length.write_text(prompts.read_text() + json.dumps({"prompt": "Write about lakes."}) + "\n")
-    _one_red_line(run("", "--set", f"data={no_length}"), "no_length.jsonl:5: field 'length'")
+    _one_red_line(
+        run('rewards = [{ func = "tiny_rewards:letter_a" }]\n', "--set", f"data={no_length}"),
+        "no_length.jsonl:5: field 'length'",
+    )
 
 
 def test_read_prompts_takes_lw_data_instruction_files(tmp_path):
