@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -151,7 +150,7 @@ async def test_section_that_is_mostly_repetition_sinks_the_document(scripted) ->
     with ScriptedServer(reply) as server:
         agent = AgentWrite(client_for(server), trim_loops=False, reask_repetition=None)
         document = await agent.run(scripted.instructions(1)[0])
-        lenient = await replace(agent, repetition_limit=None).run(scripted.instructions(1)[0])
+        lenient = await agent.model_copy(update={"repetition_limit": None}).run(scripted.instructions(1)[0])
     assert document.status == "truncated"
     assert [s.finish_reason for s in document.sections] == ["stop", "repetitive", "stop"]
     assert lenient.status == "done" and lenient.sections[1].finish_reason == "trimmed"
@@ -365,6 +364,6 @@ def test_run_sync_works_with_and_without_a_running_loop(scripted) -> None:
         assert agent.run_sync("Write an essay on TOPIC-5.").status == "done"
 
         async def inside_a_loop():
-            return replace(agent, client=client_for(server)).run_sync("Write an essay on TOPIC-6.")
+            return agent.model_copy(update={"client": client_for(server)}).run_sync("Write an essay on TOPIC-6.")
 
         assert asyncio.run(inside_a_loop()).word_count == 300

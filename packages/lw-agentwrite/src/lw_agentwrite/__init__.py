@@ -2,7 +2,7 @@
 
 import importlib.metadata
 
-from lw_agentwrite.agent import PRESETS, AgentWrite, fallback_plan, preset_sampling
+from lw_agentwrite.agent import PRESETS, AgentWrite, AgentWriteOptions, fallback_plan, preset_sampling
 from lw_agentwrite.batch import BatchStats, read_plans, run_batch
 from lw_agentwrite.errors import AgentWriteError, PlanError, PlanParseError, PromptError, WriteError
 from lw_agentwrite.parse import parse_plan
@@ -13,6 +13,7 @@ __all__ = [
     "PRESETS",
     "AgentWrite",
     "AgentWriteError",
+    "AgentWriteOptions",
     "BatchStats",
     "PlanError",
     "PlanParseError",

@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lw_core import (
@@ -23,6 +23,8 @@ from lw_core import (
     json_schema_format,
     run_sync,
 )
+from lw_core.config import explain
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SkipValidation, ValidationError, field_validator
 
 from lw_agentwrite.errors import AgentWriteError, PlanError, PlanParseError, WriteError
 from lw_agentwrite.parse import parse_plan, split_plan
@@ -70,11 +72,87 @@ def plan_schema(max_steps: int, min_steps: int = 1, max_section_words: int | Non
     }
 
 
-@dataclass
-class AgentWrite:
+class AgentWriteOptions(BaseModel):
+    """AgentWrite's settings, checked and described: what a config file, ``--set`` or ``AgentWrite(client, ...)`` sets.
+
+    The defaults are the ``lw`` preset's (:data:`PRESETS` holds the others' differences); ``none`` turns an optional
+    one off. A bad value raises :class:`~lw_agentwrite.AgentWriteError` naming the field when an :class:`AgentWrite`
+    is built (and when the command line reads ``--config`` or ``--set``).
+
+    >>> AgentWriteOptions(temperature=0.7).temperature, AgentWriteOptions().max_section_tokens
+    (0.7, 8192)
+    >>> from lw_core import OpenAIChatClient
+    >>> AgentWrite(OpenAIChatClient("http://127.0.0.1:8000/v1", "m"), top_p=2)
+    Traceback (most recent call last):
+    lw_agentwrite.errors.AgentWriteError: AgentWrite: field 'top_p': Input should be less than or equal to 1 (got 2)
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    temperature: float | None = Field(
+        0.5, ge=0.0, description="sampling temperature of every call (none: the server's); plan retries use >= 0.7"
+    )
+    top_p: float | None = Field(0.8, gt=0.0, le=1.0, description="nucleus sampling of every call (none: the server's)")
+    max_steps: int = Field(50, ge=1, description="most steps a plan may have (the paper skips plans of more)")
+    max_section_words: int | None = Field(
+        1000,
+        ge=1,
+        description="most words a step's budget may ask for (none: no bound); sets a JSON plan's minimum steps",
+    )
+    plan_attempts: int = Field(3, ge=1, description="plan calls per instruction before the plan is given up")
+    plan_max_tokens: int = Field(1024, ge=1, description="max_tokens of a plan call")
+    tokens_per_word: float | None = Field(
+        2.0, gt=0.0, description="a section's max_tokens is budget x this + 32 (none: a flat max_section_tokens)"
+    )
+    max_section_tokens: int | None = Field(
+        8192, ge=1, description="upper bound on max_tokens of any section call (none: no bound)"
+    )
+    too_short_ratio: float = Field(
+        0.5, ge=0.0, description="a section under this share of its budget is re-asked once (0: never)"
+    )
+    continue_short: int = Field(
+        0, ge=0, description="times a section still too short is continued (asked for the missing words)"
+    )
+    default_section_words: int = Field(
+        500, ge=1, description="budget of a step without a word count when the instruction gives no length"
+    )
+    fit_budgets: bool = Field(True, description="scale the plan's word counts to sum to the requested length")
+    trim_cut_sections: bool = Field(
+        True, description="a section cut at its cap keeps its text up to the last complete sentence"
+    )
+    trim_loops: bool = Field(True, description="cut a section where it starts looping or copying earlier sections")
+    reask_repetition: float | None = Field(
+        REPETITION_THRESHOLD,
+        ge=0.0,
+        le=1.0,
+        description="re-ask a section once when this share of its 4-grams is repeated (none: never)",
+    )
+    repetition_limit: float | None = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="a section with more repeated 4-grams is 'repetitive' and truncates the document (none: no check)",
+    )
+    context_sections: int | None = Field(
+        None, ge=0, description="earlier sections shown in our write prompt (none: all; a small model copies them)"
+    )
+    fallback_plan: bool = Field(
+        True, description="write from generic sections of the requested length when no plan is usable (else fail)"
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _none(cls, value: Any) -> Any:
+        """``none`` (or ``null``) turns a setting off: TOML, and so ``--set``, has no null to write it with."""
+        return None if isinstance(value, str) and value.strip().lower() in {"none", "null"} else value
+
+
+class AgentWrite(AgentWriteOptions):
     """Plan-then-write long outputs with any :class:`lw_core.ChatClient`.
 
-    The defaults are the ``lw`` preset; ``AgentWrite.preset("paper", client)`` is the original (see :meth:`preset`).
+    An agent is its :class:`AgentWriteOptions` (each setting checked and described there), plus the client, the
+    prompts and the callbacks: ``AgentWrite(client, temperature=0.7)``. The defaults are the ``lw`` preset;
+    ``AgentWrite.preset("paper", client)`` is the original (see :meth:`preset`).
     ``prompts`` overrides the templates for every language (default: ours, English or Chinese for ``zh``
     instructions). Each section gets ``max_tokens = budget * tokens_per_word + 32`` (``tokens_per_word=None``: a
     flat ``max_section_tokens``), so a model that does not stop cannot run away.
@@ -101,29 +179,23 @@ class AgentWrite:
     points, marked ``plan.meta["source"] == "fallback"`` with the planner's reasons.
     """
 
-    client: ChatClient
-    prompts: Prompts | None = None
-    temperature: float | None = 0.5
-    top_p: float | None = 0.8
-    max_steps: int = 50
-    max_section_words: int | None = 1000
-    plan_attempts: int = 3
-    plan_max_tokens: int = 1024
-    tokens_per_word: float | None = 2.0
-    max_section_tokens: int | None = 8192
-    too_short_ratio: float = 0.5
-    continue_short: int = 0
-    default_section_words: int = 500
-    fit_budgets: bool = True
-    trim_cut_sections: bool = True
-    trim_loops: bool = True
-    reask_repetition: float | None = REPETITION_THRESHOLD
-    repetition_limit: float | None = 0.5
-    context_sections: int | None = None
-    fallback_plan: bool = True
-    on_section: SectionCallback | None = None
-    on_text: TextCallback | None = None
-    _defaults: dict[str, Prompts] = field(default_factory=dict, init=False, repr=False)
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    client: SkipValidation[ChatClient] = Field(description="the model that plans and writes")
+    prompts: SkipValidation[Prompts | None] = Field(
+        None, description="templates for every language (none: ours, English or Chinese for zh instructions)"
+    )
+    on_section: SectionCallback | None = Field(None, description="called after each finished section")
+    on_text: TextCallback | None = Field(None, description="called with every streamed piece of text")
+    _defaults: dict[str, Prompts] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, client: ChatClient, /, **settings: Any) -> None:
+        """An agent writing with ``client``; ``settings`` are :class:`AgentWriteOptions` fields (or ``prompts``,
+        ``on_section``, ``on_text``). A bad one raises :class:`~lw_agentwrite.AgentWriteError` naming the field."""
+        try:
+            super().__init__(**{"client": client, **settings})  # the options' __init__ with this model's fields
+        except ValidationError as exc:
+            raise AgentWriteError(explain(exc, type(self), source="AgentWrite")) from None
 
     @classmethod
     def preset(cls, name: str, client: ChatClient, **overrides: Any) -> AgentWrite:

@@ -11,6 +11,7 @@ from lw_core.cli import (
     CLIENT_KEY_ENV,
     ApiKeyEnv,
     ApiKeyFile,
+    Assignments,
     BaseUrl,
     JsonSchema,
     Model,
@@ -20,10 +21,19 @@ from lw_core.cli import (
     progress_bar,
     user_errors,
 )
-from lw_core.config import UNSET, Assignment
+from lw_core.config import (
+    UNSET,
+    Assignment,
+    apply_assignments,
+    describe_fields,
+    parse_assignments,
+    read_config,
+    validate_config,
+)
 from rich.console import Console
+from rich.markup import escape
 
-from lw_agentwrite.agent import AgentWrite, preset_sampling
+from lw_agentwrite.agent import AgentWrite, AgentWriteOptions, preset_sampling
 from lw_agentwrite.batch import BatchStats, Mode, read_plans, run_batch
 from lw_agentwrite.errors import AgentWriteError
 from lw_agentwrite.prompts import Prompts
@@ -77,13 +87,29 @@ FallbackPlan = Annotated[
         "of failing [default: the preset's: on for lw and small, off for paper].",
     ),
 ]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="AgentWrite options file (.toml, .yaml or .json) over the preset's; keys below."
+    ),
+]
 Shard = Annotated[
     str | None,
     typer.Option(help="Run only shard I of N ('I/N', 0-based) of the input (one per driver machine)."),
 ]
 
 
-@app.command()
+def _help(summary: str) -> str:
+    """A command's help: ``summary``, then every AgentWrite option with its default and description."""
+    rows = describe_fields(AgentWriteOptions)
+    keys = "\n\n".join(escape(f"{name} (default {default}): {text}") for name, default, text in rows)
+    return (
+        f"{summary}\n\nAgentWrite options (in --config FILE or --set KEY=VALUE, over the preset's; flags such as "
+        f"--temperature win; the defaults shown are the lw preset's):\n\n{keys}"
+    )
+
+
+@app.command(help=_help("Plan every instruction: one lw_core.Plan per line (edit them, then `write`)."))
 @user_errors
 def plan(
     in_path: InPath,
@@ -100,18 +126,19 @@ def plan(
     temperature: Temperature = None,
     sampling: Sampling = None,
     fallback: FallbackPlan = None,
+    config: ConfigFile = None,
+    set_: Assignments = None,
     quiet: Quiet = False,
     shard: Shard = None,
 ) -> None:
-    """Plan every instruction: one lw_core.Plan per line (edit them, then `write`)."""
     instructions = _instructions(in_path, shard)
     client = chat_client(base_url, model, api_key_env=api_key_env, api_key_file=api_key_file, json_schema=json_schema,
                          concurrency=concurrency, extra_body=_body(preset, sampling))  # fmt: skip
-    agent = _agent(preset, client, plan_prompt=plan_prompt, temperature=temperature, fallback=fallback)
+    agent = _agent(preset, client, config, set_, plan_prompt=plan_prompt, temperature=temperature, fallback=fallback)
     _run("plan", agent, instructions, out, cache=cache, concurrency=concurrency, quiet=quiet)
 
 
-@app.command()
+@app.command(help=_help("Write every instruction from its given plan: one lw_core.Document per line."))
 @user_errors
 def write(
     in_path: InPath,
@@ -129,21 +156,26 @@ def write(
     temperature: Temperature = None,
     sampling: Sampling = None,
     retry_failed: RetryFailed = True,
+    config: ConfigFile = None,
+    set_: Assignments = None,
     quiet: Quiet = False,
     shard: Shard = None,
 ) -> None:
-    """Write every instruction from its given plan: one lw_core.Document per line."""
     instructions = _instructions(in_path, shard)
     given = read_plans(_existing(plans))
     client = chat_client(base_url, model, api_key_env=api_key_env, api_key_file=api_key_file,
                          concurrency=concurrency, extra_body=_body(preset, sampling))  # fmt: skip
-    agent = _agent(preset, client, write_prompt=write_prompt, temperature=temperature,
+    agent = _agent(preset, client, config, set_, write_prompt=write_prompt, temperature=temperature,
                    max_section_tokens=max_section_tokens)  # fmt: skip
     _run("write", agent, instructions, out, plans=given, cache=cache, concurrency=concurrency,
          retry_failed=retry_failed, quiet=quiet)  # fmt: skip
 
 
-@app.command()
+@app.command(
+    help=_help(
+        "Plan and write every instruction: one lw_core.Document per line. Killed runs resume where they stopped."
+    )
+)
 @user_errors
 def run(
     in_path: InPath,
@@ -163,15 +195,16 @@ def run(
     sampling: Sampling = None,
     retry_failed: RetryFailed = True,
     fallback: FallbackPlan = None,
+    config: ConfigFile = None,
+    set_: Assignments = None,
     quiet: Quiet = False,
     shard: Shard = None,
 ) -> None:
-    """Plan and write every instruction: one lw_core.Document per line. Killed runs resume where they stopped."""
     instructions = _instructions(in_path, shard)
     client = chat_client(base_url, model, api_key_env=api_key_env, api_key_file=api_key_file, json_schema=json_schema,
                          concurrency=concurrency, extra_body=_body(preset, sampling))  # fmt: skip
-    agent = _agent(preset, client, plan_prompt=plan_prompt, write_prompt=write_prompt, temperature=temperature,
-                   max_section_tokens=max_section_tokens, fallback=fallback)  # fmt: skip
+    agent = _agent(preset, client, config, set_, plan_prompt=plan_prompt, write_prompt=write_prompt,
+                   temperature=temperature, max_section_tokens=max_section_tokens, fallback=fallback)  # fmt: skip
     _run("run", agent, instructions, out, cache=cache, concurrency=concurrency, retry_failed=retry_failed, quiet=quiet)
 
 
@@ -206,6 +239,8 @@ def _body(preset: str, sampling: list[Assignment] | None) -> dict[str, Any]:
 def _agent(
     preset: str,
     client: OpenAIChatClient,
+    config: Path | None,
+    assignments: list[Assignment] | None,
     *,
     plan_prompt: Path | None = None,
     write_prompt: Path | None = None,
@@ -213,8 +248,12 @@ def _agent(
     max_section_tokens: int | None = None,
     fallback: bool | None = None,
 ) -> AgentWrite:
-    """The preset's agent, with the settings given on the command line over it."""
-    overrides: dict[str, Any] = {}
+    """The preset's agent with, over it, the ``--config`` file, then ``--set``, then the dedicated flags."""
+    values = read_config(config, error=AgentWriteError) if config is not None else {}
+    pairs = parse_assignments(assignments or ())
+    options = validate_config(AgentWriteOptions, apply_assignments(values, pairs), source=config, assigned=pairs,
+                              error=AgentWriteError)  # fmt: skip
+    overrides: dict[str, Any] = options.model_dump(exclude_unset=True)
     if plan_prompt is not None or write_prompt is not None:
         if preset == "paper":
             overrides["prompts"] = Prompts.paper(plan=plan_prompt, write=write_prompt)
