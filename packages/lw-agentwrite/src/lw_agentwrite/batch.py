@@ -26,7 +26,7 @@ from lw_core import ClientError, Document, Instruction, JsonlWriter, Plan, Secti
 from pydantic import BaseModel
 
 from lw_agentwrite.agent import AgentWrite, failed_document, is_fallback
-from lw_agentwrite.errors import PlanError, WriteError
+from lw_agentwrite.errors import AgentWriteError, PlanError, WriteError
 
 log = logging.getLogger(__name__)
 Mode = Literal["plan", "write", "run"]
@@ -312,8 +312,11 @@ async def _one(
 
 
 def read_plans(path: str | os.PathLike[str]) -> dict[str, Plan]:
-    """Plans from a ``plan`` run, keyed by instruction id (the first plan of an id wins)."""
+    """Plans from a ``plan`` run, keyed by instruction id (the first plan of an id wins); a file without one is an
+    error (every instruction would fail for want of a plan)."""
     plans: dict[str, Plan] = {}
     for plan in read_jsonl(path, Plan):
         plans.setdefault(plan.instruction_id, plan)
+    if not plans:
+        raise AgentWriteError(f"{path}: holds no plans; give the output of `lw-agentwrite plan`")
     return plans

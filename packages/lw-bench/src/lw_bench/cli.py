@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from lw_core import REPETITION_THRESHOLD, BenchItem, BenchReport, OpenAIChatClient, run_sync
@@ -31,6 +32,8 @@ from lw_bench.judging import JudgePreset, judge
 from lw_bench.report import write_report
 from lw_bench.runner import StageResult, predict, read_judgments, read_predictions
 from lw_bench.scoring import coverage_line, score_run
+
+T = TypeVar("T")
 
 app = new_app(
     "lw-bench", "LongBench-Write and LongWrite-Ruler: predict, judge, score and report with the paper's exact scores."
@@ -177,7 +180,7 @@ def judge_command(
     """Rate each prediction on the six quality dimensions with a judge model."""
     if json_schema and preset == "paper":
         console.print("[yellow]--json-schema is used by --preset lw only; the paper's judge reads free text[/yellow]")
-    preds = read_predictions(predictions)
+    preds = _given(predictions, read_predictions)
     client = chat_client(base_url, model, api_key_env=api_key_env, api_key_file=api_key_file, json_schema=json_schema,
                          concurrency=concurrency)  # fmt: skip
     with progress_bar(console) as progress:
@@ -214,8 +217,8 @@ def score_command(
 ) -> None:
     """Compute S_l (and S_q, S with judgments), overall, per length range and per type, with coverage."""
     report = score_run(
-        read_predictions(predictions),
-        read_judgments(judgments) if judgments else (),
+        _given(predictions, read_predictions),
+        _given(judgments, read_judgments) if judgments else (),
         items=_items(data, data_dir),
         dataset=dataset or data,
     )
@@ -241,8 +244,8 @@ def report_command(
 ) -> None:
     """Write the markdown, JSON and PNG report of a run, with a comparison table over other runs."""
     report = score_run(
-        read_predictions(predictions),
-        read_judgments(judgments) if judgments else (),
+        _given(predictions, read_predictions),
+        _given(judgments, read_judgments) if judgments else (),
         items=_items(data, data_dir),
         dataset=dataset or data,
     )
@@ -252,11 +255,19 @@ def report_command(
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
+def _given(path: Path, read: Callable[[Path], list[T]]) -> list[T]:
+    """The records of a file named on the command line: one without any is an error, not an empty report."""
+    records = read(path)
+    if not records:
+        raise BenchError(f"{path}: holds no records")
+    return records
+
+
 def _read_report(path: Path) -> BenchReport:
     from pydantic import ValidationError
 
     try:
-        return BenchReport.model_validate_json(path.read_text(encoding="utf-8"))
+        return BenchReport.model_validate_json(path.read_bytes())
     except ValidationError as exc:
         raise BenchError(f"{path}: not a lw-bench report.json ({exc.errors()[0]['msg']})") from None
 

@@ -10,6 +10,8 @@ from lw_core.cli import new_app, progress_bar, user_errors, validated
 from rich.console import Console
 from rich.table import Table
 
+from lw_data.errors import DataError
+
 app = new_app("lw-data", "Build LongWriter-style SFT data and DPO pairs, fast.")
 console = Console(stderr=True, soft_wrap=True)
 
@@ -208,6 +210,7 @@ def build_sft(
     }
     options = {"min_length_ratio": "--min-ratio", "max_length_ratio": "--max-ratio", "system_prompt": "--system"}
     filters = validated(SFTFilters, values, options)
+    _not_empty(documents)
     total = _count_lines(documents)
     with progress_bar(console, transient=True) as progress:
         task = progress.add_task("build-sft", total=total)
@@ -256,12 +259,11 @@ def build_dpo(
     """Pick chosen/rejected per prompt by length and quality scores (and mix in general pairs); write TRL records."""
     from lw_data.dpo import DPORule
     from lw_data.dpo import build_dpo as pick
-    from lw_data.errors import DataError
     from lw_data.io import read_table, write_table
     from lw_data.mixing import mix as blend
 
-    preds = read_table(predictions)
-    judged = read_table(judgments) if judgments is not None else None
+    preds = read_table(_not_empty(predictions))
+    judged = read_table(_not_empty(judgments)) if judgments is not None else None
     for path, frame, needed in (
         (predictions, preds, ("id", "prompt", "response", "length")),
         (judgments, judged, ("id", "scores")),
@@ -303,7 +305,9 @@ def mix(
     from lw_data.mixing import mix as blend
     from lw_data.mixing import split
 
-    blended = blend(read_table(long), read_table(general), long_fraction=long_fraction, seed=seed)
+    blended = blend(
+        read_table(_not_empty(long)), read_table(_not_empty(general)), long_fraction=long_fraction, seed=seed
+    )
     train, validation = split(blended, val_fraction=val_fraction, seed=seed)
     write_table(train, output / "train.jsonl")
     write_table(validation, output / "validation.jsonl")
@@ -321,7 +325,7 @@ def stats(
     from lw_data.io import read_table
     from lw_data.stats import measures
 
-    _print_stats(measures(read_table(input)), png, f"{input.name}")
+    _print_stats(measures(read_table(_not_empty(input))), png, f"{input.name}")
 
 
 @app.command()
@@ -339,13 +343,25 @@ def export(
 
     source = Path(input)
     hub = input == LONGWRITER_6K and not source.exists()
-    frame = load_longwriter6k() if hub else read_table(source)
+    frame = load_longwriter6k() if hub else read_table(_not_empty(source))
     kind = format or ("parquet" if output.suffix == ".parquet" else "jsonl")
     if kind == "hf":
         to_dataset(frame).save_to_disk(str(output))
     else:
         write_table(frame, output if output.suffix else output.with_suffix(f".{kind}"))
     console.print(f"{frame.height} rows → {output}")
+
+
+def _not_empty(path: Path) -> Path:
+    """``path``, unless it is a file with nothing but whitespace: then an error, rather than an empty result that
+    replaces the output of an earlier run."""
+    if path.is_file():
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 16):
+                if chunk.strip():
+                    return path
+        raise DataError(f"{path}: empty file: no records to read")
+    return path
 
 
 def _count_lines(path: Path) -> int | None:

@@ -47,10 +47,13 @@ def pack(
 
     with console.status("reading and tokenizing"):
         records = list(read_jsonl(data, SFTRecord))
+        if not records:
+            raise TrainError(f"{data}: holds no records: nothing to pack")
         try:
             loaded = AutoTokenizer.from_pretrained(tokenizer)
-        except OSError as error:
-            raise TrainError(f"--tokenizer {tokenizer!r}: cannot load it ({error})") from None
+        except (OSError, ValueError) as error:  # a folder without tokenizer files is a ValueError
+            problem = str(error).splitlines()[0]
+            raise TrainError(f"--tokenizer {tokenizer}: cannot load a tokenizer from it ({problem})") from None
         samples = tokenize_chats(records, loaded, max_tokens=max_tokens, overlong=overlong)
     lengths = samples.lengths
     bins = pack_bins(lengths, max_tokens, strategy, num_ranks=num_ranks)
