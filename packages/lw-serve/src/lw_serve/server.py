@@ -13,8 +13,6 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
-import ctypes
-import functools
 import logging
 import os
 import queue
@@ -32,6 +30,7 @@ from typing import IO, Any
 
 import httpx
 from lw_core import Capabilities, OpenAIChatClient
+from lw_core.process import die_with_parent
 
 from lw_serve.backends import Backend, Launch, default_backend, make_backend
 from lw_serve.cpu import FAULT_SIGNALS, signal_name
@@ -69,23 +68,6 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _prctl() -> Callable[..., int] | None:
-    """libc's prctl, resolved in the parent: the child between fork and exec should not load libraries."""
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-        return prctl
-    except (OSError, AttributeError):  # not Linux: no parent-death signal
-        return None
-
-
-def _die_with_parent(prctl: Callable[..., int] | None, parent: int) -> None:  # pragma: no cover - in the child
-    if prctl is None:
-        return
-    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 class _Spawner:
     """Starts every server process from one thread that lives as long as the process.
 
@@ -100,7 +82,6 @@ class _Spawner:
         self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._prctl = _prctl()
 
     def popen(self, argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
         with self._lock:
@@ -108,8 +89,7 @@ class _Spawner:
                 self._thread = threading.Thread(target=self._serve, name="lw-serve-spawner", daemon=True)
                 self._thread.start()
         job: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
-        preexec = functools.partial(_die_with_parent, self._prctl, os.getpid())
-        self._jobs.put((job, lambda: subprocess.Popen(argv, preexec_fn=preexec, **options)))
+        self._jobs.put((job, lambda: subprocess.Popen(argv, preexec_fn=die_with_parent(), **options)))
         return job.result()
 
     def _serve(self) -> None:

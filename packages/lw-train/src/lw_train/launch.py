@@ -16,8 +16,6 @@ so the result does not depend on the number of processes.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import importlib.util
 import json
 import os
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lw_core import atomic_write
+from lw_core.process import die_with_parent
 
 from ._run import TrainResult
 from .config import DPOConfig, SFTConfig
@@ -181,10 +180,9 @@ def launch(
 def _run(argv: list[str], env: dict[str, str], log_path: Path, echo: Callable[[str], None]) -> tuple[int, str]:
     """Run the launcher in its own process group, copying its output to ``log_path`` and ``echo``."""
     tail: deque[str] = deque(maxlen=_TAIL_LINES)
-    die_with_parent = functools.partial(_die_with_parent, _prctl(), os.getpid())
     process = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-        start_new_session=True, preexec_fn=die_with_parent,
+        start_new_session=True, preexec_fn=die_with_parent(),
     )  # fmt: skip
     try:
         with log_path.open("a", encoding="utf-8") as log:
@@ -227,22 +225,3 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _prctl() -> Callable[..., int] | None:
-    """libc's prctl, resolved in the parent (the child between fork and exec should not load libraries).
-
-    Duplicated on purpose from lw-serve's server module (a library imports no other lw library but lw-core)."""
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-        return prctl
-    except (OSError, AttributeError):  # not Linux: no parent-death signal
-        return None
-
-
-def _die_with_parent(prctl: Callable[..., int] | None, parent: int) -> None:  # pragma: no cover - in the child
-    if prctl is None:
-        return
-    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os.kill(os.getpid(), signal.SIGTERM)
