@@ -1,4 +1,4 @@
-"""What SFT and DPO runs share: the output folder, checkpoints that resume safely, progress, logs and the summary.
+"""What SFT, DPO and GRPO runs share: the output folder, checkpoints that resume safely, progress, logs and the summary.
 
 Layout of ``output_dir``::
 
@@ -141,6 +141,21 @@ def load_tokenizer(config: _TrainConfig, folder: str) -> Any:
         raise problem from None
 
 
+def load_model(config: _TrainConfig, folder: str, **options: Any) -> Any:
+    """The model in float32 (``options`` go to ``from_pretrained``); load failures as :func:`load_tokenizer`'s."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            folder, dtype=torch.float32, trust_remote_code=config.trust_remote_code, **options
+        )
+    except (OSError, ValueError) as error:
+        problem = load_error(config, error)
+        if problem is None:
+            raise
+        raise problem from None
+
+
 def load_error(config: _TrainConfig, error: Exception) -> ConfigError | None:
     """A model or tokenizer that did not load, as one line naming the field (and the opt-in it needs); ``None`` for
     an error that is not about loading."""
@@ -275,6 +290,37 @@ class ProgressAndLog(TrainerCallback):
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+def lora_config(config: _TrainConfig) -> Any:
+    """peft's ``LoraConfig`` for ``config.lora``; None trains every weight."""
+    if config.lora is None:
+        return None
+    from peft import LoraConfig
+
+    lora = config.lora
+    return LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )  # fmt: skip
+
+
+def save_final(trainer: Trainer, config: _TrainConfig, tokenizer: Any) -> Any:
+    """Write the final model into ``output_dir`` as a plain HF folder (LoRA merged; the adapter in ``adapter/``).
+
+    Returns the model as trained (merged with LoRA), or None on the processes of a LoRA run that do not write.
+    """
+    model: Any = trainer.model
+    if config.lora is None:
+        trainer.save_model(str(config.output_dir))
+        return model
+    if trainer.args.process_index == 0:
+        model.save_pretrained(config.output_dir / "adapter")
+        merged = model.merge_and_unload()
+        merged.save_pretrained(config.output_dir)
+        tokenizer.save_pretrained(config.output_dir)
+        return merged
+    return None
 
 
 def peak_memory_mib() -> float:

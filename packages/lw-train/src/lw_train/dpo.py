@@ -34,7 +34,7 @@ def train_dpo(
     """
     import torch
     from datasets import Dataset  # type: ignore[import-untyped]
-    from transformers import AutoModelForCausalLM, set_seed
+    from transformers import set_seed
     from trl.trainer.dpo_config import DPOConfig as TRLDPOConfig
     from trl.trainer.dpo_trainer import DPOTrainer
 
@@ -62,15 +62,7 @@ def train_dpo(
     train_rows, eval_rows = [rows[i] for i in train_ids], [rows[i] for i in eval_ids]
 
     set_seed(config.seed)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=torch.float32, trust_remote_code=config.trust_remote_code
-        )
-    except (OSError, ValueError) as error:
-        problem = _run.load_error(config, error)
-        if problem is None:
-            raise
-        raise problem from None
+    model = _run.load_model(config, folder)
     stats = _run.RunStats()
     show = progress and is_main
     trainer = DPOTrainer(
@@ -79,7 +71,7 @@ def train_dpo(
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        peft_config=_lora(config),
+        peft_config=_run.lora_config(config),
         callbacks=[
             _run.CheckpointMarker(),
             _run.ProgressAndLog(config.output_dir / "log.jsonl", stats, show=show),
@@ -91,7 +83,7 @@ def train_dpo(
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - started
     eval_loss = trainer.evaluate()["eval_loss"] if eval_rows else None
-    trained = _save_final(trainer, config, tokenizer)
+    trained = _run.save_final(trainer, config, tokenizer)
     margins = [e["rewards/margins"] for e in trainer.state.log_history if "rewards/margins" in e]
     summary = {
         "output_dir": str(config.output_dir),
@@ -141,29 +133,3 @@ def _within(config: DPOConfig, pairs: list[PreferencePair], tokenizer: Any) -> t
             f"max_tokens={config.max_tokens} tokens, so nothing is left to train; raise max_tokens"
         )
     return kept, len(pairs) - len(kept)
-
-
-def _lora(config: DPOConfig) -> Any:
-    if config.lora is None:
-        return None
-    from peft import LoraConfig
-
-    lora = config.lora
-    return LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
-    )  # fmt: skip
-
-
-def _save_final(trainer: Any, config: DPOConfig, tokenizer: Any) -> Any:
-    model: Any = trainer.model
-    if config.lora is None:
-        trainer.save_model(str(config.output_dir))
-        return model
-    if trainer.args.process_index == 0:
-        model.save_pretrained(config.output_dir / "adapter")
-        merged = model.merge_and_unload()
-        merged.save_pretrained(config.output_dir)
-        tokenizer.save_pretrained(config.output_dir)
-        return merged
-    return None

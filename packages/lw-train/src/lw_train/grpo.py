@@ -88,7 +88,7 @@ def train_grpo(
     """
     import torch
     from datasets import Dataset  # type: ignore[import-untyped]
-    from transformers import AutoModelForCausalLM, set_seed
+    from transformers import set_seed
     from trl.trainer.grpo_config import GRPOConfig as TRLGRPOConfig
     from trl.trainer.grpo_trainer import GRPOTrainer
 
@@ -130,15 +130,7 @@ def train_grpo(
     rows = [_row(instruction, config.system_prompt) for instruction in prompts]
 
     set_seed(config.seed)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=torch.float32, trust_remote_code=config.trust_remote_code
-        )
-    except (OSError, ValueError) as error:
-        problem = _run.load_error(config, error)
-        if problem is None:
-            raise
-        raise problem from None
+    model = _run.load_model(config, folder)
     stats = _run.RunStats()
     show = progress and is_main
     log_path = config.output_dir / "log.jsonl"
@@ -149,7 +141,7 @@ def train_grpo(
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        peft_config=_lora(config),
+        peft_config=_run.lora_config(config),
         rollout_func=_rollout_func(rollout, config, tokenizer) if rollout is not None else None,
         callbacks=[
             _run.CheckpointMarker(),
@@ -162,7 +154,7 @@ def train_grpo(
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - started
-    trained = _save_final(trainer, config, tokenizer)
+    trained = _run.save_final(trainer, config, tokenizer)
     history = [e for e in trainer.state.log_history if "reward" in e]
     summary = {
         "output_dir": str(config.output_dir),
@@ -440,30 +432,3 @@ def plot_rewards(log_path: Path, png: Path) -> Path | None:
 
 def _step_of(checkpoint: Path | None) -> int:
     return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint is not None else 0
-
-
-# _lora and _save_final are dpo.py's, for a GRPOConfig (both belong in _run.py, shared by DPO and GRPO).
-def _lora(config: GRPOConfig) -> Any:
-    if config.lora is None:
-        return None
-    from peft import LoraConfig
-
-    lora = config.lora
-    return LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
-    )  # fmt: skip
-
-
-def _save_final(trainer: Any, config: GRPOConfig, tokenizer: Any) -> Any:
-    model: Any = trainer.model
-    if config.lora is None:
-        trainer.save_model(str(config.output_dir))
-        return model
-    if trainer.args.process_index == 0:
-        model.save_pretrained(config.output_dir / "adapter")
-        merged = model.merge_and_unload()
-        merged.save_pretrained(config.output_dir)
-        tokenizer.save_pretrained(config.output_dir)
-        return merged
-    return None

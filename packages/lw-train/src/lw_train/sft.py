@@ -116,7 +116,8 @@ def train_sft(
     eval_loss = trainer.evaluate()["eval_loss"] if eval_bins else None
     if prompt_format != "template":  # servers then prompt the model as it was trained
         tokenizer.chat_template = CHAT_TEMPLATES[prompt_format]
-    trained = _save_final(trainer, config, tokenizer)
+    _unpack_for_inference(trainer.model)
+    trained = _run.save_final(trainer, config, tokenizer)
     lengths = samples.lengths
     summary = {
         "output_dir": str(config.output_dir),
@@ -349,8 +350,6 @@ def _pad_id(tokenizer: Any) -> int:
 
 
 def _load_model(config: SFTConfig, folder: str) -> Any:
-    from transformers import AutoModelForCausalLM
-
     attention = config.attention
     if attention == "auto":
         attention, why = _auto_attention(torch.cuda.is_available(), _has_flash_attention(), varlen_available())
@@ -358,35 +357,16 @@ def _load_model(config: SFTConfig, folder: str) -> Any:
     else:
         _check_attention(config, attention)
         log.info("attention: %r, as configured", attention)
-    try:
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            folder,
-            dtype=torch.float32,
-            attn_implementation="sdpa" if attention in _SWITCHED_FROM_SDPA else attention,
-            trust_remote_code=config.trust_remote_code,
-        )
-    except (OSError, ValueError) as error:
-        problem = _run.load_error(config, error)
-        if problem is None:
-            raise
-        raise problem from None
+    model = _run.load_model(
+        config, folder, attn_implementation="sdpa" if attention in _SWITCHED_FROM_SDPA else attention
+    )
     if attention in _SWITCHED_FROM_SDPA:
         _SWITCHED_FROM_SDPA[attention](model)
     model.config.use_cache = False
     if config.lora is not None:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        lora = config.lora
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=lora.r,
-                lora_alpha=lora.alpha,
-                lora_dropout=lora.dropout,
-                target_modules=lora.target_modules,
-                task_type="CAUSAL_LM",
-            ),
-        )
+        model = get_peft_model(model, _run.lora_config(config))
     return model
 
 
@@ -459,21 +439,10 @@ def _has_flash_attention() -> bool:
     return importlib.util.find_spec("flash_attn") is not None
 
 
-def _save_final(trainer: PackedTrainer, config: SFTConfig, tokenizer: Any) -> Any:
-    """Write the final model into ``output_dir`` as a plain HF folder (LoRA merged; the adapter in ``adapter/``)."""
-    model: Any = trainer.model
+def _unpack_for_inference(model: Any) -> None:
+    """Undo what packed training changed, so the saved model generates as a plain one (cache on, sdpa)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     vars(base).pop("forward", None)  # drop lw-train's loss forward (and accelerate's wrapper of it)
     base.config.use_cache = True
     if base.config._attn_implementation in PACKED_ATTENTIONS:  # servers and generate() get sdpa back
         base.set_attn_implementation("sdpa")
-    if config.lora is None:
-        trainer.save_model(str(config.output_dir))
-        return model
-    if trainer.args.process_index == 0:
-        model.save_pretrained(config.output_dir / "adapter")
-        merged = model.merge_and_unload()
-        merged.save_pretrained(config.output_dir)
-        tokenizer.save_pretrained(config.output_dir)
-        return merged
-    return None
