@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from statistics import fmean
 
 import pytest
 from lw_bench import judge, load_items, predict, read_judgments, read_predictions, score_run, write_report
-from lw_core import DIMENSIONS
+from lw_core import DIMENSIONS, count_words, length_score
 
 SHARED_DATA = Path(__file__).parents[2].parent / "shared/data"
 
@@ -40,7 +41,9 @@ async def test_predict_judge_score_report_with_the_embedded_model(
     report = score_run(predictions, judgments, items=items, dataset="longbench_write_en")
     assert report.overall.n == 3 and report.overall.n_judged + report.judge_failures == 3
     assert report.meta["coverage"]["share"] == 1.0
-    assert 0.0 <= report.overall.length_score <= 100.0
+    # S_l is the mean of each answer's score for the words it holds (answers cut at 32 tokens score low, not any 0-100)
+    expected = fmean(length_score(p.length, count_words(p.response)) for p in predictions)
+    assert report.overall.length_score == pytest.approx(expected)
     paths = write_report(report, tmp_path / "report")
     assert json.loads(paths["json"].read_text())["overall"]["n"] == 3
     assert paths["png"].read_bytes().startswith(b"\x89PNG") and "S_l" in paths["md"].read_text()

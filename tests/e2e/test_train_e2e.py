@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import fmean
 
 import pytest
 from lw_bench import load_items, predict, read_predictions, score_run
+from lw_core import count_words, length_score
 from lw_serve import Server
 from lw_train import SFTConfig, train_sft
 
@@ -29,5 +31,8 @@ async def test_trained_model_is_served_and_scored(tmp_path: Path) -> None:
     with Server(result.output_dir, name="lw-sft", log_path=tmp_path / "server.log") as server:
         done = await predict(server.client, items, tmp_path / "pred.jsonl", max_tokens=32, concurrency=2)
     assert (done.done, done.failed) == (2, 0), done.errors
-    report = score_run(read_predictions(tmp_path / "pred.jsonl"), dataset="longbench_write_en")
-    assert report.overall.n == 2 and 0.0 <= report.overall.length_score <= 100.0
+    predictions = read_predictions(tmp_path / "pred.jsonl")
+    report = score_run(predictions, dataset="longbench_write_en")
+    assert all(p.response.strip() for p in predictions)  # the trained model answers, and its S_l is of those words
+    expected = fmean(length_score(p.length, count_words(p.response)) for p in predictions)
+    assert report.overall.n == 2 and report.overall.length_score == pytest.approx(expected)
