@@ -47,6 +47,17 @@ def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
         ReproduceConfig.load("smoke", None, {"student.base_url": "http://example.invalid/v1"})
 
 
+def test_agentwrite_options_are_checked_when_the_config_is_read(tmp_path: Path) -> None:
+    toml = tmp_path / "run.toml"
+    toml.write_text("[agentwrite.options]\ntop_p = 2\n")
+    with pytest.raises(ConfigError, match=r"run.toml: field 'agentwrite.options'.*top_p: Input should be less"):
+        ReproduceConfig.load("cpu", toml)
+    with pytest.raises(ConfigError, match=r"field 'agentwrite_bench.options'.*max_section_wordz: Extra inputs"):
+        ReproduceConfig.load("cpu", None, {"agentwrite_bench.options.max_section_wordz": 900})
+    config = ReproduceConfig.load("cpu", None, {"agentwrite.options.max_section_words": "none"})
+    assert config.agentwrite.options == {"max_section_words": "none"}  # kept as written: the digest is unchanged
+
+
 def test_assignments_are_typed_like_toml() -> None:
     values = parse_assignments(["bench.items=5", "bench.top_p=0.8", "train.enabled=false", "name=exp", "x.y=[1, 2]"])
     assert values == {"bench.items": 5, "bench.top_p": 0.8, "train.enabled": False, "name": "exp", "x.y": [1, 2]}

@@ -13,11 +13,12 @@ import json
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from lw_agentwrite import AgentWriteOptions
 from lw_core.config import apply_assignments, merge, read_config, validate_config
 from lw_data import SFTFilters
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lw_reproduce.errors import ConfigError
 from lw_reproduce.grpo_stage import GRPOSection
@@ -27,6 +28,19 @@ PROFILES = ("smoke", "cpu", "paper")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _agentwrite_options(options: dict[str, Any]) -> dict[str, Any]:
+    """AgentWrite fields checked when the configuration is read, not when a stage builds the agent hours later."""
+    try:
+        AgentWriteOptions.model_validate(options)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ValueError(f"{'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+    return options
+
+
+AgentWriteFields = Annotated[dict[str, Any], AfterValidator(_agentwrite_options)]
 
 
 class Endpoint(_Section):
@@ -67,7 +81,7 @@ class AgentWriteSection(_Section):
     """How the teacher writes: an AgentWrite preset, server sampling, and direct answers for short requests."""
 
     preset: Literal["paper", "lw", "small"] = "lw"
-    options: dict[str, Any] = Field(default_factory=dict, description="AgentWrite fields, e.g. max_section_words")
+    options: AgentWriteFields = Field(default_factory=dict, description="AgentWrite fields, e.g. max_section_words")
     sampling: dict[str, Any] | None = Field(
         None, description="server sampling, e.g. {repeat_penalty = 1.15}; default: what the preset was measured with"
     )
@@ -198,7 +212,7 @@ class AgentWriteBenchSection(_Section):
     preset: Literal["paper", "lw", "small"] | None = Field(
         None, description="AgentWrite preset (default: agentwrite's)"
     )
-    options: dict[str, Any] = Field(default_factory=dict, description="AgentWrite fields over the preset's")
+    options: AgentWriteFields = Field(default_factory=dict, description="AgentWrite fields over the preset's")
 
 
 class ReproduceConfig(_Section):
