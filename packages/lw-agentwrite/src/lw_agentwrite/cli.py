@@ -17,6 +17,7 @@ from lw_core.cli import (
     Model,
     assignment,
     chat_client,
+    config_keys_help,
     new_app,
     progress_bar,
     user_errors,
@@ -25,13 +26,11 @@ from lw_core.config import (
     UNSET,
     Assignment,
     apply_assignments,
-    describe_fields,
     parse_assignments,
     read_config,
     validate_config,
 )
 from rich.console import Console
-from rich.markup import escape
 
 from lw_agentwrite.agent import AgentWrite, AgentWriteOptions, preset_sampling
 from lw_agentwrite.batch import BatchStats, Mode, read_plans, run_batch
@@ -101,8 +100,7 @@ Shard = Annotated[
 
 def _help(summary: str) -> str:
     """A command's help: ``summary``, then every AgentWrite option with its default and description."""
-    rows = describe_fields(AgentWriteOptions)
-    keys = "\n\n".join(escape(f"{name} (default {default}): {text}") for name, default, text in rows)
+    keys = config_keys_help(AgentWriteOptions)
     return (
         f"{summary}\n\nAgentWrite options (in --config FILE or --set KEY=VALUE, over the preset's; flags such as "
         f"--temperature win; the defaults shown are the lw preset's):\n\n{keys}"

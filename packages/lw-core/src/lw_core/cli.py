@@ -13,7 +13,8 @@
   ``--output-dir`` still work for one release, with a deprecation warning on stderr: :class:`App`.
 - Logs go to stderr, at the level ``--verbose`` (``-v``, on every command) or ``$LW_LOG`` asks for:
   :func:`configure_logging`, called by :func:`user_errors`; libraries only log, they never configure handlers.
-- ``--set KEY=VALUE`` reads values with lw's one grammar (:mod:`lw_core.config`): :data:`Assignments`.
+- ``--set KEY=VALUE`` reads values with lw's one grammar (:mod:`lw_core.config`): :data:`Assignments`; a command's
+  ``--help`` lists the keys it takes, each with its default and description: :func:`config_keys_help`.
 
 This module needs typer and rich, lw-core's ``cli`` extra (``pip install 'lw-core[cli]'``), which every lw package
 with a command line depends on; nothing else in lw-core imports it, so the library itself stays light.
@@ -51,7 +52,7 @@ from pydantic import BaseModel, ValidationError
 from typer.models import CommandFunctionType
 
 from lw_core.client import Capabilities, OpenAIChatClient
-from lw_core.config import Assignment, ConfigError, parse_assignment
+from lw_core.config import Assignment, ConfigError, describe_fields, parse_assignment
 from lw_core.errors import LWError
 
 P = ParamSpec("P")
@@ -342,6 +343,22 @@ def chat_client(
         concurrency=concurrency,
         capabilities=Capabilities(json_schema=json_schema, concurrency=concurrency),
         extra_body=dict(extra_body or {}),
+    )
+
+
+def config_keys_help(model: type[BaseModel], separator: str = "\n\n") -> str:
+    """Every key of a config model with its default and description, for a command's ``--help`` (rich markup escaped).
+
+    >>> from pydantic import BaseModel, Field
+    >>> class Run(BaseModel):
+    ...     steps: int = Field(10, description="optimizer steps")
+    ...     data: str = Field(description="training records")
+    >>> config_keys_help(Run, "; ")
+    'steps (default 10): optimizer steps; data (required): training records'
+    """
+    return separator.join(
+        escape(f"{name} ({'' if default == 'required' else 'default '}{default}): {text}".rstrip(": "))
+        for name, default, text in describe_fields(model)
     )
 
 

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from lw_core.cli import Assignments, new_app, user_errors
-from lw_core.config import Assignment, describe_fields
+from lw_core.cli import Assignments, config_keys_help, new_app, user_errors
+from lw_core.config import Assignment
 from pydantic import BaseModel
 from rich.console import Console
-from rich.markup import escape
 
 from lw_train.config import DPOConfig, GRPOConfig, LoraSettings, RewardSpec, SFTConfig
 from lw_train.packing import Strategy
@@ -72,16 +71,8 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="config file 
 ResumeOption = Annotated[bool, typer.Option("--resume", help="continue from the last finished checkpoint")]
 
 
-def _keys(model: type[BaseModel]) -> str:
-    """Every key of a config model with its default and description, for a command's --help."""
-    rows = describe_fields(model)
-    return "\n\n".join(
-        escape(f"{name} ({'' if d == 'required' else 'default '}{d}): {text}".rstrip(": ")) for name, d, text in rows
-    )
-
-
 def _help(summary: str, model: type[BaseModel]) -> str:
-    return f"{summary}\n\nConfig keys (set in the file or with --set KEY=VALUE):\n\n{_keys(model)}"
+    return f"{summary}\n\nConfig keys (set in the file or with --set KEY=VALUE):\n\n{config_keys_help(model)}"
 
 
 @app.command(
@@ -90,7 +81,7 @@ def _help(summary: str, model: type[BaseModel]) -> str:
         SFTConfig,
     )
     + "\n\nlora, when set: "
-    + _keys(LoraSettings).replace("\n\n", "; ")
+    + config_keys_help(LoraSettings, "; ")
 )
 @user_errors
 def sft(config: ConfigOption, set_: Assignments = None, resume: ResumeOption = False) -> None:
@@ -119,7 +110,7 @@ def dpo(config: ConfigOption, set_: Assignments = None, resume: ResumeOption = F
         GRPOConfig,
     )
     + "\n\nEach entry of rewards: "
-    + _keys(RewardSpec).replace("\n\n", "; ")
+    + config_keys_help(RewardSpec, "; ")
 )
 @user_errors
 def grpo(config: ConfigOption, set_: Assignments = None, resume: ResumeOption = False) -> None:
