@@ -241,6 +241,9 @@ CASES: dict[str, Case] = {
     ),
 }  # fmt: skip
 
+#: The public data beside the checkout (``../shared/data``), as on dev machines and in CI.
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
 #: Cases where an empty input is nothing to do, not an error, and what they print instead (exit 0): a shard of
 #: instructions may hold none, and a config file over a profile may change nothing.
 EMPTY_IS_FINE: dict[str, str] = {
@@ -280,7 +283,10 @@ def _bad_input(tmp: Path, case: Case, kind: str) -> Path:
 
 
 @pytest.mark.parametrize(("name", "kind"), _inputs(), ids=[f"{n} {k}" for n, k in _inputs()])
-def test_bad_input_is_one_line_and_exit_1(name: str, kind: str, tmp_path: Path) -> None:
+def test_bad_input_is_one_line_and_exit_1(
+    name: str, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LW_DATA_DIR", str(SHARED_DATA))  # lw reproduce --dry-run estimates from LongBench-Write
     case = CASES[name]
     app = SCRIPTS[case.script].load()
     assert isinstance(app, typer.Typer)
