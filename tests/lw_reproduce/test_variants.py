@@ -174,8 +174,17 @@ def test_dpo_data_killed_mid_sampling_resumes_without_respending_a_sample(
     for pair in pairs:  # a loop that reaches the length never wins over a clean answer at 80 % of it
         assert loop_onset(pair.chosen[0].content) is None and pair.meta["chosen_length_score"] == 87.5
     assert any(loop_onset(pair.rejected[0].content) is not None for pair in pairs)  # the paper's draw: any other
+    # The student alternates loop and clean answer per call, and a call cut by the kill shifts which one the repeat
+    # gets, so the loop count is read off the records rather than fixed.
+    looping = sum(loop_onset(p.response) is not None for p in records)
     summary = json.loads((folder / "done").read_text())
-    assert (summary["policy"], summary["samples"], summary["looping_samples"], summary["pairs"]) == ("sft", 12, 6, 3)
+    assert 0 < looping < 12
+    assert (summary["policy"], summary["samples"], summary["looping_samples"], summary["pairs"]) == (
+        "sft",
+        12,
+        looping,
+        3,
+    )
 
 
 def test_plan_row_is_scored_on_the_text_and_agentwrite_loses_no_item(
