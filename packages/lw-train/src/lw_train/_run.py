@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from lw_core import JsonlWriter, atomic_write
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from .errors import ConfigError
 
@@ -341,6 +341,52 @@ def peak_memory_mib() -> float:
 def losses(trainer: Trainer) -> list[dict[str, float]]:
     """``[{"step", "loss"}, ...]`` from the trainer's log history."""
     return [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
+
+
+def train(trainer: Trainer, resume_from: Path | None) -> float:
+    """Train (from ``resume_from`` when given) and return the seconds it took. The progress bar and ``log.jsonl``
+    replace the dicts transformers' ``PrinterCallback`` would print."""
+    trainer.remove_callback(PrinterCallback)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return time.perf_counter() - started
+
+
+def summary(
+    config: _TrainConfig,
+    trainer: Trainer,
+    *,
+    began: float,
+    train_seconds: float,
+    resume_from: Path | None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The run's ``summary.json``: what every trainer reports (folder, model, steps, times, peak memory, the
+    checkpoint resumed from) around the trainer's own ``fields``, so the three summaries read alike."""
+    return {
+        "output_dir": str(config.output_dir),
+        "model": config.model,
+        "steps": trainer.state.global_step,
+        "epochs": round(trainer.state.epoch or 0.0, 4),
+        **fields,
+        "train_seconds": round(train_seconds, 2),
+        "wall_time_s": round(time.perf_counter() - began, 2),
+        "peak_memory_mib": round(peak_memory_mib(), 1),
+        "resumed_from": resume_from.name if resume_from else None,
+    }
+
+
+def loss_fields(trainer: Trainer, eval_loss: float | None) -> dict[str, Any]:
+    """The summary's loss keys for the supervised trainers (SFT, DPO): the last, the evaluation's and the curve."""
+    curve = losses(trainer)
+    return {"final_loss": curve[-1]["loss"] if curve else None, "eval_loss": eval_loss, "losses": curve}
+
+
+def finish(config: _TrainConfig, summary: dict[str, Any], trained: Any, *, is_main: bool, show: bool) -> TrainResult:
+    """Write ``summary.json`` on the main process (without the per-step log) and return the run's result."""
+    if is_main:
+        write_summary(config, {k: v for k, v in summary.items() if k != "steps_log"}, show=show)
+    return TrainResult(config.output_dir, summary, trained if is_main else None)
 
 
 def write_summary(config: _TrainConfig, summary: dict[str, Any], *, show: bool) -> None:

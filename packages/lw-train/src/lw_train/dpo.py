@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lw_core import PreferencePair
-from transformers import PrinterCallback, TrainerCallback
+from transformers import TrainerCallback
 
 from . import _run
 from .config import DPOConfig
@@ -78,33 +78,16 @@ def train_dpo(
             *callbacks,
         ],
     )
-    trainer.remove_callback(PrinterCallback)
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    train_seconds = time.perf_counter() - started
+    train_seconds = _run.train(trainer, resume_from)
     eval_loss = trainer.evaluate()["eval_loss"] if eval_rows else None
     trained = _run.save_final(trainer, config, tokenizer)
     margins = [e["rewards/margins"] for e in trainer.state.log_history if "rewards/margins" in e]
-    summary = {
-        "output_dir": str(config.output_dir),
-        "model": config.model,
-        "steps": trainer.state.global_step,
-        "epochs": round(trainer.state.epoch or 0.0, 4),
-        "pairs": len(train_rows),
-        "eval_pairs": len(eval_rows),
-        "dropped_overlong": overlong,
-        "train_seconds": round(train_seconds, 2),
-        "wall_time_s": round(time.perf_counter() - began, 2),
-        "peak_memory_mib": round(_run.peak_memory_mib(), 1),
-        "final_loss": next((e["loss"] for e in reversed(_run.losses(trainer))), None),
-        "final_margin": margins[-1] if margins else None,
-        "eval_loss": eval_loss,
-        "resumed_from": resume_from.name if resume_from else None,
-        "losses": _run.losses(trainer),
-    }
-    if is_main:
-        _run.write_summary(config, summary, show=show)
-    return _run.TrainResult(config.output_dir, summary, trained if is_main else None)
+    summary = _run.summary(
+        config, trainer, began=began, train_seconds=train_seconds, resume_from=resume_from,
+        pairs=len(train_rows), eval_pairs=len(eval_rows), dropped_overlong=overlong,
+        final_margin=margins[-1] if margins else None, **_run.loss_fields(trainer, eval_loss),
+    )  # fmt: skip
+    return _run.finish(config, summary, trained, is_main=is_main, show=show)
 
 
 def _conversational(pair: PreferencePair) -> dict[str, list[dict[str, str]]]:

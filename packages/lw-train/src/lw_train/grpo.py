@@ -34,7 +34,7 @@ from lw_core import (
     loop_onset,
     repeated_ngram_ratio,
 )
-from transformers import PrinterCallback, TrainerCallback
+from transformers import TrainerCallback
 
 from . import _run
 from .config import GRPOConfig, RewardSpec
@@ -150,33 +150,21 @@ def train_grpo(
             *callbacks,
         ],
     )
-    trainer.remove_callback(PrinterCallback)
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    train_seconds = time.perf_counter() - started
+    train_seconds = _run.train(trainer, resume_from)
     trained = _run.save_final(trainer, config, tokenizer)
     history = [e for e in trainer.state.log_history if "reward" in e]
-    summary = {
-        "output_dir": str(config.output_dir),
-        "model": config.model,
-        "steps": trainer.state.global_step,
-        "epochs": round(trainer.state.epoch or 0.0, 4),
-        "prompts": len(rows),
-        "rewards": [spec.model_dump(exclude_none=True) for spec in config.rewards],
-        "rollout": type(rollout).__name__ if rollout is not None else "model.generate",
-        "train_seconds": round(train_seconds, 2),
-        "seconds_per_step": round(train_seconds / max(1, trainer.state.global_step - _step_of(resume_from)), 2),
-        "wall_time_s": round(time.perf_counter() - began, 2),
-        "peak_memory_mib": round(_run.peak_memory_mib(), 1),
-        "first_reward": history[0]["reward"] if history else None,
-        "final_reward": history[-1]["reward"] if history else None,
-        "resumed_from": resume_from.name if resume_from else None,
-        "steps_log": [{k: v for k, v in e.items() if k == "step" or "/" in k or k == "reward"} for e in history],
-    }
+    summary = _run.summary(
+        config, trainer, began=began, train_seconds=train_seconds, resume_from=resume_from,
+        prompts=len(rows), rewards=[spec.model_dump(exclude_none=True) for spec in config.rewards],
+        rollout=type(rollout).__name__ if rollout is not None else "model.generate",
+        seconds_per_step=round(train_seconds / max(1, trainer.state.global_step - _step_of(resume_from)), 2),
+        first_reward=history[0]["reward"] if history else None,
+        final_reward=history[-1]["reward"] if history else None,
+        steps_log=[{k: v for k, v in e.items() if k == "step" or "/" in k or k == "reward"} for e in history],
+    )  # fmt: skip
     if is_main:
-        _run.write_summary(config, {k: v for k, v in summary.items() if k != "steps_log"}, show=show)
         plot_rewards(log_path, config.output_dir / "rewards.png")
-    return _run.TrainResult(config.output_dir, summary, trained if is_main else None)
+    return _run.finish(config, summary, trained, is_main=is_main, show=show)
 
 
 def read_prompts(path: Path, *, where: str = "data") -> list[Instruction]:

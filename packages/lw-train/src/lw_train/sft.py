@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Sampler, SequentialSampler
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from . import _run
@@ -109,46 +109,24 @@ def train_sft(
         chunk_size=config.loss_chunk_size,
         stats=stats,
     )
-    trainer.remove_callback(PrinterCallback)  # the progress bar and log.jsonl replace its printed dicts
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    train_seconds = time.perf_counter() - started
+    train_seconds = _run.train(trainer, resume_from)
     eval_loss = trainer.evaluate()["eval_loss"] if eval_bins else None
     if prompt_format != "template":  # servers then prompt the model as it was trained
         tokenizer.chat_template = CHAT_TEMPLATES[prompt_format]
     _unpack_for_inference(trainer.model)
     trained = _run.save_final(trainer, config, tokenizer)
     lengths = samples.lengths
-    summary = {
-        "output_dir": str(config.output_dir),
-        "model": config.model,
-        "steps": trainer.state.global_step,
-        "epochs": round(trainer.state.epoch or 0.0, 4),
-        "records": len(records),
-        "samples": len(train_ids) - dropped_with_bins,
-        "eval_samples": len(eval_ids),
-        "dropped_overlong": len(samples.dropped_overlong),
-        "dropped_untrained": len(samples.dropped_untrained),
-        "dropped_with_last_bins": dropped_with_bins,
-        "processes": args.world_size,
-        "prompt_format": prompt_format,
-        "packing": config.packing,
-        "order": config.order,
-        "bins": len(train_bins),
-        "pack_fill": round(pack_fill(train_bins, lengths, config.max_tokens), 4),
-        "trained_tokens": stats.trained_tokens,
-        "tokens_per_s": round(stats.trained_tokens / train_seconds, 2) if train_seconds > 0 else 0.0,
-        "train_seconds": round(train_seconds, 2),
-        "wall_time_s": round(time.perf_counter() - began, 2),
-        "peak_memory_mib": round(_run.peak_memory_mib(), 1),
-        "final_loss": next((e["loss"] for e in reversed(_run.losses(trainer))), None),
-        "eval_loss": eval_loss,
-        "resumed_from": resume_from.name if resume_from else None,
-        "losses": _run.losses(trainer),
-    }
-    if is_main:
-        _run.write_summary(config, summary, show=show)
-    return _run.TrainResult(config.output_dir, summary, trained if is_main else None)
+    summary = _run.summary(
+        config, trainer, began=began, train_seconds=train_seconds, resume_from=resume_from,
+        records=len(records), samples=len(train_ids) - dropped_with_bins, eval_samples=len(eval_ids),
+        dropped_overlong=len(samples.dropped_overlong), dropped_untrained=len(samples.dropped_untrained),
+        dropped_with_last_bins=dropped_with_bins, processes=args.world_size, prompt_format=prompt_format,
+        packing=config.packing, order=config.order, bins=len(train_bins),
+        pack_fill=round(pack_fill(train_bins, lengths, config.max_tokens), 4), trained_tokens=stats.trained_tokens,
+        tokens_per_s=round(stats.trained_tokens / train_seconds, 2) if train_seconds > 0 else 0.0,
+        **_run.loss_fields(trainer, eval_loss),
+    )  # fmt: skip
+    return _run.finish(config, summary, trained, is_main=is_main, show=show)
 
 
 class StepShuffledSampler(Sampler[int]):
