@@ -18,6 +18,7 @@ from lw_core import Document, SFTRecord, read_jsonl
 from lw_core.testing import ScriptedServer
 from lw_reproduce.cli import app
 from lw_reproduce.config import ReproduceConfig
+from lw_reproduce.errors import PipelineError
 from lw_reproduce.pipeline import reproduce
 from typer.testing import CliRunner
 
@@ -85,6 +86,15 @@ def test_instructions_agentwrite_and_data_stages(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert re.search(r"agentwrite\s+done in", result.output) and re.search(r"bench_base\s+to do", result.output)
     assert "documents.jsonl: " in result.output
+
+
+def test_a_data_stage_that_keeps_nothing_says_why_and_keeps_the_documents(tmp_path: Path) -> None:
+    why = r"documents: \d+ too short; direct: \d+ too short; see .*rejects"
+    with ScriptedServer(reply=teacher) as server, pytest.raises(PipelineError, match=why):
+        reproduce(config_for(server, **{"data.min_words": 5000}), tmp_path, stop="data", say=lambda _: None)
+    root = tmp_path / "scripted"
+    assert (root / "agentwrite" / "done").exists() and not (root / "data" / "done").exists()
+    assert (root / "data" / "documents.rejects.jsonl").read_text().count('"too short"') >= 1
 
 
 @pytest.mark.timeout(300)

@@ -251,9 +251,13 @@ class _Pipeline:
                 long_files.append(kept)
                 plot(result.measures, folder / f"{source}.stats.png", title=f"{self.config.name}: {source}")
         if not long_files:
+            why = "; ".join(
+                f"{source}: " + ", ".join(f"{n} {reason}" for reason, n in counts["rejected"].items())
+                for source, counts in summary.items()
+            )
             raise PipelineError(
-                f"no AgentWrite document passed lw-data's filters (see {folder}/*.rejects.jsonl); loosen data.* "
-                "or change the teacher's settings"
+                f"no AgentWrite document passed lw-data's filters ({why or 'no documents'}; see "
+                f"{folder}/*.rejects.jsonl); loosen data.* or change the teacher's settings"
             )
         long = _concat([read_table(path) for path in long_files])
         general = self._general_records()
