@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
 from lw_bench import BenchError, compare_runs, score_run, write_report
 from lw_bench.cli import app
-from lw_bench.compare import SMALL_JUDGE_CAVEAT, paper_table
+from lw_bench.compare import SMALL_JUDGE_CAVEAT, paired_length_difference, paper_table
 from lw_core import DIMENSIONS, BenchItem, BenchReport, Judgment, Prediction
 from typer.testing import CliRunner
 
@@ -149,3 +150,36 @@ def test_five_rows_with_cap_and_length_ratio_and_loops_marked_in_the_scatter(tmp
     plot_lengths(axes, mixed)
     drawn = {c.get_label(): len(c.get_offsets()) for c in axes.collections}
     assert drawn == {"items": 3, "degenerate (repeated 4-grams > 0.3)": 3}
+
+
+def test_runs_are_set_against_the_first_item_by_item(tmp_path: Path) -> None:
+    base, sft = _report("m", 0.5, 2, items=3), _report("m-sft", 1.0, 4)  # sft: every item on length
+    paths = compare_runs({"base": base, "sft": sft, "same": base}, tmp_path)
+    paired = json.loads(paths["json"].read_text())["paired_length"]
+    assert paired["baseline"] == "base" and set(paired["runs"]) == {"sft", "same"}
+    gain = paired["runs"]["sft"]
+    # the item base lacks is unpaired
+    assert gain["n"] == 3 and (gain["better"], gain["worse"], gain["same"]) == (3, 0, 0)
+    assert gain["low"] <= gain["mean"] <= gain["high"] and gain["mean"] > 0
+    assert paired["runs"]["same"] == {"n": 3, "mean": 0.0, "low": 0.0, "high": 0.0, "better": 0, "worse": 0, "same": 3}
+    markdown = paths["md"].read_text()
+    assert "## S_l against base, item by item" in markdown
+    assert "| same | 3 | +0.0 | +0.0 … +0.0 | 0 / 0 / 3 |" in markdown
+
+
+def test_the_paired_interval_is_seeded_and_holds_zero_for_noise() -> None:
+    def run(words: list[int]) -> BenchReport:
+        return score_run(
+            [Prediction(id=str(k), prompt="p", response=_words(n), length=100) for k, n in enumerate(words)]
+        )
+
+    noise = paired_length_difference(run([100, 40, 100, 40, 70, 100]), run([40, 100, 40, 100, 100, 70]))
+    assert noise is not None and noise.low < 0 < noise.high and noise.mean == 0.0
+    assert noise == paired_length_difference(run([100, 40, 100, 40, 70, 100]), run([40, 100, 40, 100, 100, 70]))
+    older = run([100]).model_copy(update={"meta": {k: v for k, v in run([100]).meta.items() if k != "length_scores"}})
+    assert paired_length_difference(older, run([100])) is None  # a report scored before per-output scores
+    assert paired_length_difference(run([100]), run([])) is None
+    with pytest.raises(BenchError, match="confidence"):
+        paired_length_difference(run([100]), run([100]), confidence=1.0)
+    paths_md = compare_runs({"old": older, "new": run([100])}, Path(tempfile.mkdtemp()))["md"].read_text()
+    assert "| new | – | no per-output scores in one of the reports" in paths_md

@@ -10,7 +10,7 @@ import importlib.metadata
 
 from lw_core import length_score
 
-from lw_bench.compare import compare_runs
+from lw_bench.compare import PairedDifference, compare_runs, paired_length_difference
 from lw_bench.data import DATASETS, load_items
 from lw_bench.errors import BenchError, JudgmentParseError
 from lw_bench.judging import judge, judge_prediction, judge_prompt, load_template, parse_judgment
@@ -38,6 +38,7 @@ __all__ = [
     "BenchError",
     "JudgeReward",
     "JudgmentParseError",
+    "PairedDifference",
     "RepetitionReward",
     "Sampling",
     "StageResult",
@@ -53,6 +54,7 @@ __all__ = [
     "length_scores",
     "load_items",
     "load_template",
+    "paired_length_difference",
     "paper_sampling",
     "parse_judgment",
     "predict",

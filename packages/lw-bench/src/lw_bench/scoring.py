@@ -235,6 +235,7 @@ def score_run(
     degenerate = sum(r > repetition_threshold for r in repetition)
     meta: dict[str, Any] = {
         "points": [[p.length, p.word_count] for p, _ in rows],
+        "length_scores": [[p.id, p.sample, s] for p, s in rows],  # per output: runs are compared item by item
         "repetition": repetition,
         "degenerate": {
             "threshold": repetition_threshold,
